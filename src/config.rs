@@ -1,0 +1,429 @@
+//! Layered configuration: the embedded `defaults/skynet.toml` < `$SKYNET_HOME/skynet.toml`
+//! < `SKYNET_SECTION__KEY` environment variables < command-line flags.
+//!
+//! The layers are merged as TOML tables and deserialised once. This is done by hand on
+//! `toml` rather than with figment because a bad value must be reported with the file
+//! *and line* it came from, and figment's errors only carry the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// The built-in defaults, also written to `$SKYNET_HOME/skynet.toml` on first run.
+pub const DEFAULT_TOML: &str = include_str!("../defaults/skynet.toml");
+
+/// Environment variables with this prefix and a `__` in the name are config overrides.
+const ENV_PREFIX: &str = "SKYNET_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub bind: String,
+    pub port: u16,
+    pub auth_token: Secret,
+    pub allowed_origins: Vec<String>,
+    pub max_payload: usize,
+    pub tick_interval_ms: u64,
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A string that never shows up in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"[redacted]\"" })
+    }
+}
+
+/// Values given on the command line; they win over every other layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Defaults,
+    File { path: PathBuf, line: Option<usize> },
+    Env(String),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Defaults => f.write_str("the built-in defaults"),
+            Origin::File { path, line: Some(l) } => write!(f, "{} line {l}", path.display()),
+            Origin::File { path, line: None } => write!(f, "{}", path.display()),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+            Origin::Flag(flag) => write!(f, "command-line flag {flag}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}\nCheck the file's permissions, or move it aside to start from the defaults.", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} line {line} is not valid TOML: {message}\nFix the syntax there, or move the file aside to start from the defaults.", path.display())]
+    Syntax { path: PathBuf, line: usize, message: String },
+    #[error("invalid setting `{key}` in {origin}: {message}\n{hint}")]
+    Invalid { key: String, origin: Origin, message: String, hint: String },
+}
+
+impl Config {
+    /// Loads the configuration for a home directory, applying the process environment.
+    pub fn load(home: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_with_env(home, overrides, std::env::vars())
+    }
+
+    pub fn file_path(home: &Path) -> PathBuf {
+        home.join("skynet.toml")
+    }
+
+    fn load_with_env(
+        home: &Path,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut layers = Layers::new();
+        let path = Self::file_path(home);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => layers.add_file(&path, text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        }
+        layers.add_env(env);
+        if let Some(bind) = &overrides.bind {
+            layers.set(&["gateway", "bind"], Value::String(bind.clone()), Origin::Flag("--bind"));
+        }
+        if let Some(port) = overrides.port {
+            layers.set(&["gateway", "port"], Value::Integer(port.into()), Origin::Flag("--port"));
+        }
+        let config: Config = layers.deserialize()?;
+        config.validate().map_err(|(key, message, hint)| ConfigError::Invalid {
+            origin: layers.origin_of(key),
+            key: key.to_string(),
+            message,
+            hint,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the meaning of values that deserialised fine.
+    fn validate(&self) -> Result<(), (&'static str, String, String)> {
+        let g = &self.gateway;
+        if g.bind.parse::<IpAddr>().is_err() {
+            return Err((
+                "gateway.bind",
+                format!("{:?} is not an IP address", g.bind),
+                "Use an address such as \"127.0.0.1\" (this machine only) or \"0.0.0.0\" (every interface).".into(),
+            ));
+        }
+        if g.auth_token.is_empty() {
+            return Err((
+                "gateway.auth_token",
+                "the token is empty, so no client could ever connect".into(),
+                "Set a long random token, or delete the line from skynet.toml and remove the file to have one generated.".into(),
+            ));
+        }
+        if g.auth_token.expose().len() < 16 {
+            return Err((
+                "gateway.auth_token",
+                "the token is shorter than 16 characters and easy to guess".into(),
+                "Use a long random token, e.g. the output of `openssl rand -hex 32`.".into(),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err((
+                "log.level",
+                format!("{:?} is not a log level or filter", self.log.level),
+                "Use error, warn, info, debug or trace (or a RUST_LOG-style filter such as \"info,skynet=debug\")."
+                    .into(),
+            ));
+        }
+        if g.tick_interval_ms < 1000 {
+            return Err((
+                "gateway.tick_interval_ms",
+                format!("{} ms is too short", g.tick_interval_ms),
+                "Use at least 1000 (one second); the default is 30000.".into(),
+            ));
+        }
+        if g.max_payload < 64 * 1024 {
+            return Err((
+                "gateway.max_payload",
+                format!("{} bytes is below the 64 KiB the handshake itself may need", g.max_payload),
+                "Use at least 65536; the default is 26214400 (25 MiB).".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The merged tables plus, for every leaf that was set by a file, env var or flag, where from.
+struct Layers {
+    merged: Table,
+    file: Option<(PathBuf, String)>,
+    origins: BTreeMap<String, Origin>,
+}
+
+impl Layers {
+    fn new() -> Self {
+        let merged = DEFAULT_TOML.parse::<Table>().expect("embedded defaults/skynet.toml is valid TOML");
+        Layers { merged, file: None, origins: BTreeMap::new() }
+    }
+
+    fn add_file(&mut self, path: &Path, text: String) -> Result<(), ConfigError> {
+        let table = text.parse::<Table>().map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(&text, s.start)).unwrap_or(1),
+            message: e.message().trim().to_string(),
+        })?;
+        merge(&mut self.merged, table);
+        self.file = Some((path.to_path_buf(), text));
+        Ok(())
+    }
+
+    fn add_env(&mut self, env: impl IntoIterator<Item = (String, String)>) {
+        let mut vars: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__")).collect();
+        vars.sort();
+        for (var, raw) in vars {
+            let path: Vec<String> = var[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+            let value = env_value(lookup(&self.merged, &refs), &raw);
+            self.set(&refs, value, Origin::Env(var));
+        }
+    }
+
+    fn set(&mut self, path: &[&str], value: Value, origin: Origin) {
+        let (last, parents) = path.split_last().expect("config paths are never empty");
+        let mut table = &mut self.merged;
+        for key in parents {
+            let entry = table.entry(key.to_string()).or_insert_with(|| Value::Table(Table::new()));
+            if !entry.is_table() {
+                *entry = Value::Table(Table::new());
+            }
+            table = entry.as_table_mut().expect("just made a table");
+        }
+        table.insert(last.to_string(), value);
+        self.origins.insert(path.join("."), origin);
+    }
+
+    fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        serde_path_to_error::deserialize(Value::Table(self.merged.clone())).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.inner().message().trim().to_string();
+            let hint = if message.starts_with("unknown field") {
+                "Remove or correct that key; `skynet-gateway doctor` lists what is wrong.".to_string()
+            } else {
+                "Correct the value, or remove it to use the default.".to_string()
+            };
+            ConfigError::Invalid { origin: self.origin_of(&key), key, message, hint }
+        })
+    }
+
+    /// The most specific layer that set `key` (or one of its parents, e.g. a whole table).
+    fn origin_of(&self, key: &str) -> Origin {
+        let segments: Vec<&str> = key.split('.').collect();
+        for n in (1..=segments.len()).rev() {
+            let prefix = segments[..n].join(".");
+            if let Some(origin) = self.origins.get(&prefix) {
+                return origin.clone();
+            }
+        }
+        if let Some((path, text)) = &self.file
+            && let Some(line) = line_of_key(text, &segments)
+        {
+            return Origin::File { path: path.clone(), line: Some(line) };
+        }
+        Origin::Defaults
+    }
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut Table, over: Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn lookup<'a>(table: &'a Table, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get(*first)?;
+    match (rest.is_empty(), value) {
+        (true, v) => Some(v),
+        (false, Value::Table(t)) => lookup(t, rest),
+        _ => None,
+    }
+}
+
+/// Turns an environment string into a TOML value shaped like the setting it replaces,
+/// so `SKYNET_GATEWAY__AUTH_TOKEN=12345` stays a string and `..._PORT=8080` is a number.
+fn env_value(current: Option<&Value>, raw: &str) -> Value {
+    let parsed = || format!("v = {raw}").parse::<Table>().ok().and_then(|mut t| t.remove("v"));
+    match current {
+        Some(Value::String(_)) => Value::String(raw.to_string()),
+        Some(Value::Array(_)) => match parsed() {
+            Some(v @ Value::Array(_)) => v,
+            _ => Value::Array(
+                raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect(),
+            ),
+        },
+        // Numbers and booleans: parse, and let deserialisation name the type on failure.
+        _ => parsed().unwrap_or_else(|| Value::String(raw.to_string())),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The line on which a dotted key is written in a TOML document, found through the spans
+/// the parser keeps (handles `[section]` headers, dotted keys and inline tables alike).
+fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let (last, parents) = path.split_last()?;
+    for key in parents {
+        match table.get(*key).map(|v| v.get_ref()) {
+            Some(DeValue::Table(t)) => table = t,
+            _ => return None,
+        }
+    }
+    let (key, _) = table.get_key_value(*last)?;
+    Some(line_of(text, key.span().start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: Option<&str>, env: &[(&str, &str)], ov: Overrides) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(text) = file {
+            std::fs::write(dir.path().join("skynet.toml"), text).unwrap();
+        }
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_with_env(dir.path(), &ov, env)
+    }
+
+    const TOKEN: &str = "[gateway]\nauth_token = \"0123456789abcdef0123\"\n";
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        let file = format!("{TOKEN}port = 1111\nbind = \"0.0.0.0\"\n");
+        let c = load(Some(&file), &[], Overrides::default()).unwrap();
+        assert_eq!((c.gateway.port, c.gateway.bind.as_str()), (1111, "0.0.0.0"));
+        assert_eq!(c.gateway.tick_interval_ms, 30000, "untouched keys keep their defaults");
+
+        let c = load(Some(&file), &[("SKYNET_GATEWAY__PORT", "2222")], Overrides::default()).unwrap();
+        assert_eq!(c.gateway.port, 2222);
+
+        let flags = Overrides { port: Some(3333), bind: Some("127.0.0.2".into()) };
+        let c = load(Some(&file), &[("SKYNET_GATEWAY__PORT", "2222")], flags).unwrap();
+        assert_eq!((c.gateway.port, c.gateway.bind.as_str()), (3333, "127.0.0.2"));
+    }
+
+    #[test]
+    fn env_strings_stay_strings_and_lists_split_on_commas() {
+        let env = [
+            ("SKYNET_GATEWAY__AUTH_TOKEN", "12345678901234567890"),
+            ("SKYNET_GATEWAY__ALLOWED_ORIGINS", "https://a.example, https://b.example"),
+            ("SKYNET_HOME", "/ignored/not/a/setting"),
+        ];
+        let c = load(None, &env, Overrides::default()).unwrap();
+        assert_eq!(c.gateway.auth_token.expose(), "12345678901234567890");
+        assert_eq!(c.gateway.allowed_origins, ["https://a.example", "https://b.example"]);
+    }
+
+    #[test]
+    fn bad_value_in_file_names_file_key_and_line() {
+        let file = format!("# comment\n{TOKEN}\nport = \"eighty\"\n");
+        let err = load(Some(&file), &[], Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("gateway.port"), "{err}");
+        assert!(err.contains("skynet.toml line 5"), "{err}");
+        assert!(err.contains("expected u16"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let file = format!("{TOKEN}prot = 80\n");
+        let err = load(Some(&file), &[], Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("gateway.prot") && err.contains("line 3"), "{err}");
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let err = load(Some("[gateway]\nport = = 3\n"), &[], Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { line: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let env = [("SKYNET_GATEWAY__AUTH_TOKEN", "0123456789abcdef0123"), ("SKYNET_GATEWAY__PORT", "huge")];
+        let err = load(None, &env, Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("environment variable SKYNET_GATEWAY__PORT"), "{err}");
+    }
+
+    #[test]
+    fn semantic_checks_refuse_a_bad_bind_and_an_empty_token() {
+        let err = load(Some(&format!("{TOKEN}bind = \"localhost:80\"\n")), &[], Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gateway.bind") && err.contains("line 3"), "{err}");
+        let err = load(None, &[], Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("gateway.auth_token") && err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let c = load(Some(TOKEN), &[], Overrides::default()).unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+    }
+}

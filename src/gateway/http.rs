@@ -1,0 +1,75 @@
+//! Plain HTTP on the gateway port: liveness, readiness, and the WebSocket upgrade at `/`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::{Gateway, methods, ws};
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+        .route("/ready", get(ready))
+        .route("/readyz", get(ready))
+        .fallback(not_found)
+        .with_state(gw)
+}
+
+/// Liveness: answers as long as the process serves requests; no I/O, no auth.
+async fn health(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    Json(json!({"ok": true, "status": "live", "version": env!("CARGO_PKG_VERSION"), "uptimeMs": gw.uptime_ms()}))
+}
+
+/// Readiness: the store answers and the gateway is not shutting down.
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    let store = methods::system::store_check(&gw).await;
+    let mut failing = Vec::new();
+    if store["ok"] != true {
+        failing.push("store");
+    }
+    if gw.shutdown.is_cancelled() {
+        failing.push("shutdown");
+    }
+    let ready = failing.is_empty();
+    let body = json!({
+        "ready": ready,
+        "failing": failing,
+        "uptimeMs": gw.uptime_ms(),
+        "checks": {"store": store, "channels": {}},
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn root(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => ws::upgrade(gw, peer, headers, upgrade).await,
+        Err(_) => (
+            [("content-type", "text/plain; charset=utf-8")],
+            format!(
+                "Skynet gateway {}\n\nWebSocket: OpenClaw gateway protocol v3/v4 on this URL (ws://).\nLiveness: /health   Readiness: /readyz\n",
+                env!("CARGO_PKG_VERSION")
+            ),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not found", "see": "/health, /readyz, WebSocket at /"})))
+        .into_response()
+}

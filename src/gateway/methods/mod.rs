@@ -1,0 +1,51 @@
+//! Protocol methods: one table maps each name to its handler and required scope. The
+//! table is also what hello-ok advertises, so only implemented methods are ever listed.
+
+pub mod system;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::auth::SCOPE_READ;
+use super::protocol::RpcError;
+use super::{Gateway, Outbound};
+
+/// The calling connection.
+pub struct Conn {
+    pub protocol: u32,
+    pub scopes: Vec<String>,
+    pub tx: mpsc::Sender<Outbound>,
+}
+
+/// Everything a handler may use.
+pub struct Ctx {
+    pub gw: Arc<Gateway>,
+    pub conn: Arc<Conn>,
+    pub req_id: String,
+}
+
+pub type Handler = fn(Ctx, Option<Value>) -> BoxFuture<'static, Result<Value, RpcError>>;
+
+pub struct Method {
+    pub name: &'static str,
+    /// `None`: any authenticated connection may call it.
+    pub scope: Option<&'static str>,
+    pub handler: Handler,
+}
+
+static METHODS: &[Method] = &[
+    Method { name: "health", scope: None, handler: |c, p| Box::pin(system::health(c, p)) },
+    Method { name: "status", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(system::status(c, p)) },
+    Method { name: "system-presence", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(system::presence(c, p)) },
+];
+
+pub fn find(name: &str) -> Option<&'static Method> {
+    METHODS.iter().find(|m| m.name == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    METHODS.iter().map(|m| m.name).collect()
+}

@@ -1,0 +1,205 @@
+//! The gateway server: one axum app serving HTTP (health, readiness) and the protocol
+//! WebSocket on the same port, with graceful shutdown threaded through every connection.
+
+mod auth;
+mod handshake;
+mod http;
+mod methods;
+mod presence;
+mod protocol;
+mod ws;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::home::Home;
+use crate::store::Store;
+
+pub use auth::FailureLimiter;
+
+/// What a connection's writer task sends; events get their `seq` there.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(String),
+    Event { name: &'static str, payload: Value, state_version: Option<Value> },
+    Ping,
+    Close(u16, String),
+}
+
+/// A live, authenticated connection as the rest of the gateway sees it.
+struct ConnEntry {
+    tx: mpsc::Sender<Outbound>,
+    scopes: Vec<String>,
+    presence: Value,
+    /// Cancelled when the client stops reading and its queue overflows.
+    kick: CancellationToken,
+}
+
+/// Shared state of a running gateway.
+pub struct Gateway {
+    pub config: Config,
+    pub home: Home,
+    pub store: Store,
+    pub started: Instant,
+    pub started_at_ms: i64,
+    pub limiter: FailureLimiter,
+    /// Cancelled on SIGINT/SIGTERM.
+    pub shutdown: CancellationToken,
+    /// Every connection and in-flight request, awaited at shutdown.
+    pub tasks: TaskTracker,
+    conns: Mutex<HashMap<String, ConnEntry>>,
+    presence_version: AtomicU64,
+    health_version: AtomicU64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+impl Gateway {
+    pub fn new(config: Config, home: Home, store: Store) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            config,
+            home,
+            store,
+            started: Instant::now(),
+            started_at_ms: now_ms(),
+            limiter: FailureLimiter::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            conns: Mutex::new(HashMap::new()),
+            presence_version: AtomicU64::new(1),
+            health_version: AtomicU64::new(1),
+        })
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn state_version(&self) -> Value {
+        json!({
+            "presence": self.presence_version.load(Ordering::Relaxed),
+            "health": self.health_version.load(Ordering::Relaxed),
+        })
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.lock_conns().len()
+    }
+
+    fn lock_conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, ConnEntry>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(&self, conn_id: &str, entry: ConnEntry) {
+        self.lock_conns().insert(conn_id.to_string(), entry);
+        self.presence_changed();
+    }
+
+    fn unregister(&self, conn_id: &str) {
+        if self.lock_conns().remove(conn_id).is_some() {
+            self.presence_changed();
+        }
+    }
+
+    fn presence_changed(&self) {
+        self.presence_version.fetch_add(1, Ordering::Relaxed);
+        self.broadcast("presence", json!({"presence": self.presence_list()}), Some(auth::SCOPE_READ));
+    }
+
+    /// The gateway itself plus every connected client.
+    pub fn presence_list(&self) -> Vec<Value> {
+        let mut list = vec![presence::gateway_entry(self)];
+        list.extend(self.lock_conns().values().map(|c| c.presence.clone()));
+        list
+    }
+
+    /// Sends an event to every connection holding `scope` (all connections when `None`).
+    /// A connection whose queue is full is kicked rather than allowed to stall others.
+    pub fn broadcast(&self, name: &'static str, payload: Value, scope: Option<&str>) {
+        let state_version = self.state_version();
+        for entry in self.lock_conns().values() {
+            if scope.is_some_and(|s| !auth::has_scope(&entry.scopes, s)) {
+                continue;
+            }
+            let event = Outbound::Event { name, payload: payload.clone(), state_version: Some(state_version.clone()) };
+            if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(event) {
+                entry.kick.cancel();
+            }
+        }
+    }
+}
+
+/// Binds the listener, serves until a shutdown signal, drains, checkpoints the store.
+pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let g = &gw.config.gateway;
+    let addr = SocketAddr::new(g.bind.parse().context("gateway.bind was validated")?, g.port);
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr}. Another program (or another Skynet) may be using the port: \
+             stop it, or choose another with `skynet-gateway run --port N` or [gateway] port in skynet.toml"
+        )
+    })?;
+    let local = listener.local_addr()?;
+    on_listening(local);
+    tracing::info!(%local, "gateway listening");
+
+    spawn_signal_handler(gw.shutdown.clone());
+    let app = http::router(gw.clone());
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(gw.shutdown.clone().cancelled_owned());
+    server.await.context("the HTTP server failed")?;
+
+    // The listener is closed; WebSocket connections are finishing their in-flight requests.
+    let grace = Duration::from_millis(g.shutdown_grace_ms);
+    gw.tasks.close();
+    if tokio::time::timeout(grace + Duration::from_secs(1), gw.tasks.wait()).await.is_err() {
+        tracing::warn!(
+            grace_ms = g.shutdown_grace_ms,
+            "shutdown deadline passed with work still running; exiting anyway"
+        );
+    }
+    let store = gw.store.clone();
+    match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+        Ok(Ok(())) => tracing::info!("database checkpointed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "WAL checkpoint failed; the database is still consistent"),
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint task failed"),
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// First SIGINT/SIGTERM starts a graceful shutdown; a second one exits at once.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down: no new connections, finishing in-flight requests");
+        shutdown.cancel();
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting immediately");
+        std::process::exit(130);
+    });
+}

@@ -1,0 +1,99 @@
+//! `skynet-gateway`: the command line. Parses arguments, then calls into the modules.
+
+mod config;
+mod doctor;
+mod fsutil;
+mod gateway;
+mod home;
+mod logging;
+mod store;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use config::{Config, LogFormat, Overrides};
+use home::Home;
+
+#[derive(Parser)]
+#[command(
+    name = "skynet-gateway",
+    version,
+    about = "Skynet: a self-hosted AI gateway that connects language models to the places you chat",
+    after_help = "Without a command, runs the gateway in the foreground (same as `skynet-gateway run`).\n\
+                  Everything lives in ~/.skynet, or in $SKYNET_HOME when set."
+)]
+struct Cli {
+    /// Log format [default: from [log] format in skynet.toml, else human]
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway in the foreground
+    Run(RunArgs),
+    /// Check the configuration, home directory and database, and say what to fix
+    Doctor,
+}
+
+#[derive(Args, Default)]
+struct RunArgs {
+    /// Port to listen on (overrides [gateway] port and SKYNET_GATEWAY__PORT; 0 picks a free one)
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on (overrides [gateway] bind and SKYNET_GATEWAY__BIND)
+    #[arg(long)]
+    bind: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(args) => run(args, cli.log_format),
+        Command::Doctor => return doctor::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    let home = Home::resolve()?;
+    let prepared = home.prepare()?;
+    let config = Config::load(home.root(), &Overrides { bind: args.bind, port: args.port })?;
+    logging::init(&config.log, log_format);
+    if !prepared.written.is_empty() {
+        tracing::info!(home = %home.root().display(), files = ?prepared.written, "wrote default files");
+    }
+    let store = store::Store::open(&home.db_path())?;
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let show_token = prepared.generated_config || std::io::stdout().is_terminal();
+    let token = config.gateway.auth_token.clone();
+    let config_path = home.config_path();
+    let gw = gateway::Gateway::new(config, home, store);
+    runtime.block_on(gateway::run(gw, |addr: SocketAddr| {
+        println!("skynet-gateway listening on http://{addr}");
+        println!("  WebSocket:  ws://{addr}/  (OpenClaw gateway protocol v3 and v4)");
+        if show_token {
+            println!("  Auth token: {}", token.expose());
+        } else {
+            println!("  Auth token: [gateway] auth_token in {}", config_path.display());
+        }
+        println!("  Health:     http://{addr}/health");
+    }))
+}
