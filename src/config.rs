@@ -132,7 +132,11 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(ConfigError::Read { path, source }),
         }
+        // Each layer must be valid on its own: a bad value is an error even when a
+        // higher layer happens to override it.
+        layers.deserialize::<Config>()?;
         layers.add_env(env);
+        layers.deserialize::<Config>()?;
         if let Some(bind) = &overrides.bind {
             layers.set(&["gateway", "bind"], Value::String(bind.clone()), Origin::Flag("--bind"));
         }
@@ -419,6 +423,15 @@ mod tests {
         assert!(err.contains("gateway.bind") && err.contains("line 3"), "{err}");
         let err = load(None, &[], Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("gateway.auth_token") && err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_even_when_a_higher_layer_overrides_it() {
+        let file = format!("{TOKEN}port = \"x\"\n");
+        let err = load(Some(&file), &[("SKYNET_GATEWAY__PORT", "1")], Overrides { port: Some(2), bind: None })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
