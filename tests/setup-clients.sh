@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the client tests need, inside tests/clients (no root, nothing global):
+# a Node >= 22 (the openclaw-node SDKs use Node's built-in WebSocket), fetched as the
+# npm registry's `node-<platform>` binary package when the system Node is older, and the
+# pinned openclaw-node packages from package-lock.json. Safe to run again.
+set -euo pipefail
+
+clients="$(cd "$(dirname "$0")" && pwd)/clients"
+node_version=24.21.0
+
+die() { echo "setup-clients: $*" >&2; exit 1; }
+command -v npm >/dev/null || die "npm is missing: install Node.js and npm (any version) so the test clients can be fetched"
+
+node_major() { "$1" --version 2>/dev/null | sed -n 's/^v\([0-9]*\).*/\1/p'; }
+
+if [ "$(node_major "$clients/.node/bin/node")" != "" ]; then
+    :
+elif [ "$(node_major node)" != "" ] && [ "$(node_major node)" -ge 22 ]; then
+    mkdir -p "$clients/.node/bin"
+    ln -sf "$(command -v node)" "$clients/.node/bin/node"
+else
+    case "$(uname -s)-$(uname -m)" in
+        Linux-x86_64) platform=linux-x64 ;;
+        Linux-aarch64 | Linux-arm64) platform=linux-arm64 ;;
+        Darwin-arm64) platform=darwin-arm64 ;;
+        Darwin-x86_64) platform=darwin-x64 ;;
+        *) die "no Node $node_version package for $(uname -sm); install Node >= 22 yourself" ;;
+    esac
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "setup-clients: fetching Node $node_version (npm package node-$platform)"
+    (cd "$tmp" && npm pack --silent "node-$platform@$node_version" >/dev/null)
+    tar -xzf "$tmp"/node-*.tgz -C "$tmp"
+    mkdir -p "$clients/.node"
+    rm -rf "$clients/.node/bin"
+    mv "$tmp/package/bin" "$clients/.node/bin"
+fi
+echo "setup-clients: node $("$clients/.node/bin/node" --version) at $clients/.node/bin/node"
+
+if [ ! -d "$clients/node_modules/ocn3" ] || [ ! -d "$clients/node_modules/ocn4" ] \
+    || [ "$clients/package-lock.json" -nt "$clients/node_modules/.package-lock.json" ]; then
+    (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "setup-clients: openclaw-node 0.1.0 and 0.14.0 installed"
