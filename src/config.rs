@@ -24,6 +24,47 @@ const ENV_PREFIX: &str = "SKYNET_";
 pub struct Config {
     pub gateway: GatewayConfig,
     pub log: LogConfig,
+    pub agent: AgentConfig,
+    /// `[providers.<name>]`: overrides for a registry preset, or a new OpenAI-compatible service.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `<provider>/<model>`, e.g. `anthropic/claude-sonnet-4-5`; empty: no model configured.
+    pub model: String,
+    /// Model calls per message, tool rounds included.
+    pub max_steps: u32,
+    pub max_tokens: u32,
+    /// How long one tool call may run.
+    pub tool_timeout_ms: u64,
+    /// Models tried in order when the model's provider fails before answering.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Names such as `fast`, `default`, `smart` mapped to `<provider>/<model>`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// `anthropic`, `openai` or `openai-compatible`; presets know their own.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Anthropic's without `/v1`, OpenAI-style ones with it (each official SDK's convention).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// The environment variable holding the key (presets default to the usual one).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Seconds to wait for the response to start.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::agent::providers;
 use crate::config::{Config, Overrides};
 use crate::home::Home;
 use crate::store::migrations;
@@ -98,6 +99,32 @@ fn check(home: &Home, r: &mut Report) {
     check_database(&home.db_path(), r);
     if let Some(config) = config {
         check_port(&config, r);
+        check_model(&config, r);
+    }
+}
+
+/// Asks the configured model's provider for its model list: proves the address and key.
+fn check_model(config: &Config, r: &mut Report) {
+    let spec = config.agent.model.as_str();
+    let Some((name, model)) = spec.split_once('/') else {
+        r.note("no model configured: chat answers explain how to set [agent] model in skynet.toml");
+        return;
+    };
+    let provider = match providers::build(name, config.providers.get(name), &|v| std::env::var(v).ok()) {
+        Ok(p) => p,
+        Err(e) => return r.bad(format!("model {spec}: {e}"), "Fix the provider settings in skynet.toml."),
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    match rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), provider.list_models()).await }) {
+        Ok(Ok(models)) if models.iter().any(|m| m == model) || models.is_empty() => {
+            r.ok(format!("model {spec}: the provider answered and knows the model"))
+        }
+        Ok(Ok(models)) => r.bad(
+            format!("model {spec}: the provider does not list {model:?} among its {} models", models.len()),
+            format!("Some it offers: {}", models.iter().take(8).cloned().collect::<Vec<_>>().join(", ")),
+        ),
+        Ok(Err(e)) => r.bad(format!("model {spec}: {e}"), "Check the API key and base_url for this provider."),
+        Err(_) => r.bad(format!("model {spec}: the provider did not answer within 15 s"), "Check the network and base_url."),
     }
 }
 

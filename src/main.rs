@@ -1,5 +1,6 @@
 //! `skynet-gateway`: the command line. Parses arguments, then calls into the modules.
 
+mod agent;
 mod config;
 mod doctor;
 mod fsutil;
@@ -53,6 +54,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    agent::providers::init_tls();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(args, cli.log_format),

@@ -25,7 +25,11 @@ async fn challenge_comes_first_and_hello_ok_lists_only_implemented_methods() {
     let hello = &res["payload"];
     assert_eq!(hello["type"], "hello-ok");
     assert_eq!(hello["protocol"], 3);
-    assert_eq!(hello["features"]["methods"], json!(["health", "status", "system-presence"]));
+    assert_eq!(
+        hello["features"]["methods"],
+        json!(["health", "status", "system-presence", "chat.send", "chat.history", "chat.abort", "agent", "agent.wait",
+               "sessions.list", "sessions.reset", "sessions.delete", "models.list"])
+    );
     assert_eq!(hello["auth"]["scopes"], json!(["operator.read"]));
     assert_eq!(hello["policy"]["maxPayload"], 26214400);
     assert_eq!(hello["policy"]["tickIntervalMs"], 30000);
@@ -34,10 +38,11 @@ async fn challenge_comes_first_and_hello_ok_lists_only_implemented_methods() {
     let presence = hello["snapshot"]["presence"].as_array().unwrap();
     assert_eq!(presence[0]["mode"], "gateway");
 
-    // Every advertised method answers (none is a placeholder).
+    // Every advertised method exists: none answers "unknown method".
     for m in hello["features"]["methods"].as_array().unwrap() {
         let r = c.call(m.as_str().unwrap(), json!({})).await;
-        assert_eq!(r["ok"], true, "{m}: {r}");
+        let msg = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(!msg.starts_with("unknown method"), "{m}: {r}");
     }
 }
 
@@ -63,7 +68,7 @@ async fn health_status_and_presence_over_the_socket() {
 
     let h = a.call("health", json!({})).await["payload"].clone();
     assert_eq!((h["ok"].as_bool(), h["store"]["ok"].as_bool()), (Some(true), Some(true)));
-    assert_eq!(h["store"]["schemaVersion"], 1);
+    assert_eq!(h["store"]["schemaVersion"], 2);
 
     let s = a.call("status", json!({})).await["payload"].clone();
     assert_eq!(s["runtimeVersion"], env!("CARGO_PKG_VERSION"));

@@ -17,7 +17,7 @@ use crate::home::{generate_token, sha256_hex};
 use crate::store::Device;
 
 /// Events this gateway emits, advertised in hello-ok.
-const EVENTS: [&str; 4] = ["connect.challenge", "tick", "presence", "shutdown"];
+const EVENTS: [&str; 6] = ["connect.challenge", "tick", "presence", "shutdown", "agent", "chat"];
 
 /// An authenticated connection's identity.
 pub struct Session {

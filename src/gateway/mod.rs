@@ -7,6 +7,7 @@ mod http;
 mod methods;
 mod presence;
 mod protocol;
+mod runs;
 mod ws;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agent::Agent;
 use crate::config::Config;
 use crate::home::Home;
 use crate::store::Store;
@@ -40,6 +42,7 @@ pub enum Outbound {
 /// A live, authenticated connection as the rest of the gateway sees it.
 struct ConnEntry {
     tx: mpsc::Sender<Outbound>,
+    protocol: u32,
     scopes: Vec<String>,
     presence: Value,
     /// Cancelled when the client stops reading and its queue overflows.
@@ -51,6 +54,8 @@ pub struct Gateway {
     pub config: Config,
     pub home: Home,
     pub store: Store,
+    pub agent: Arc<Agent>,
+    runs: runs::Runs,
     pub started: Instant,
     pub started_at_ms: i64,
     pub limiter: FailureLimiter,
@@ -69,10 +74,18 @@ pub fn now_ms() -> i64 {
 
 impl Gateway {
     pub fn new(config: Config, home: Home, store: Store) -> Arc<Gateway> {
+        let agent = Agent::new(
+            config.agent.clone(),
+            config.providers.clone(),
+            store.clone(),
+            &home.root().join("workspace"),
+        );
         Arc::new(Gateway {
             config,
             home,
             store,
+            agent: Arc::new(agent),
+            runs: runs::Runs::default(),
             started: Instant::now(),
             started_at_ms: now_ms(),
             limiter: FailureLimiter::new(),
@@ -129,12 +142,17 @@ impl Gateway {
     /// Sends an event to every connection holding `scope` (all connections when `None`).
     /// A connection whose queue is full is kicked rather than allowed to stall others.
     pub fn broadcast(&self, name: &'static str, payload: Value, scope: Option<&str>) {
+        self.broadcast_by_protocol(name, scope, |_| payload.clone());
+    }
+
+    /// Like `broadcast`, with the payload shaped for each connection's protocol version.
+    pub fn broadcast_by_protocol(&self, name: &'static str, scope: Option<&str>, payload: impl Fn(u32) -> Value) {
         let state_version = self.state_version();
         for entry in self.lock_conns().values() {
             if scope.is_some_and(|s| !auth::has_scope(&entry.scopes, s)) {
                 continue;
             }
-            let event = Outbound::Event { name, payload: payload.clone(), state_version: Some(state_version.clone()) };
+            let event = Outbound::Event { name, payload: payload(entry.protocol), state_version: Some(state_version.clone()) };
             if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(event) {
                 entry.kick.cancel();
             }

@@ -100,6 +100,7 @@ async fn serve(
         conn_id,
         ConnEntry {
             tx: tx.clone(),
+            protocol: session.protocol,
             scopes: conn.scopes.clone(),
             presence: presence::client_entry(&session.client, conn_id, peer),
             kick: kick.clone(),

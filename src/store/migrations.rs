@@ -26,6 +26,39 @@ const MIGRATIONS: &[&str] = &[
         last_seen_at INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 2: conversations. A session key (e.g. `agent:main:main`) names a conversation; a reset
+    // starts a new session under the same key and keeps the old transcript.
+    r#"
+    CREATE TABLE sessions (
+        id         TEXT PRIMARY KEY,        -- uuid, the protocol's sessionId
+        key        TEXT NOT NULL,
+        active     INTEGER NOT NULL DEFAULT 1,
+        model      TEXT,                    -- per-session model override
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE UNIQUE INDEX sessions_active_key ON sessions(key) WHERE active = 1;
+    CREATE TABLE messages (
+        id         INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        seq        INTEGER NOT NULL,
+        role       TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content    TEXT NOT NULL,           -- JSON array of content blocks
+        meta       TEXT,                    -- JSON: runId, provider, model, usage, stopReason
+        created_at INTEGER NOT NULL,
+        UNIQUE (session_id, seq)
+    ) STRICT;
+    CREATE TABLE tool_calls (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        session_id  TEXT,
+        duration_ms INTEGER NOT NULL,
+        ok          INTEGER NOT NULL,
+        error       TEXT,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX tool_calls_name ON tool_calls(name);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -5,6 +5,7 @@
 
 mod devices;
 pub mod migrations;
+mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,8 @@
 //! Protocol methods: one table maps each name to its handler and required scope. The
 //! table is also what hello-ok advertises, so only implemented methods are ever listed.
 
+pub mod chat;
+pub mod sessions;
 pub mod system;
 
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::auth::SCOPE_READ;
+use super::auth::{SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE};
 use super::protocol::RpcError;
 use super::{Gateway, Outbound};
 
@@ -40,6 +42,15 @@ static METHODS: &[Method] = &[
     Method { name: "health", scope: None, handler: |c, p| Box::pin(system::health(c, p)) },
     Method { name: "status", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(system::status(c, p)) },
     Method { name: "system-presence", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(system::presence(c, p)) },
+    Method { name: "chat.send", scope: Some(SCOPE_WRITE), handler: |c, p| Box::pin(chat::send(c, p)) },
+    Method { name: "chat.history", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(chat::history(c, p)) },
+    Method { name: "chat.abort", scope: Some(SCOPE_WRITE), handler: |c, p| Box::pin(chat::abort(c, p)) },
+    Method { name: "agent", scope: Some(SCOPE_WRITE), handler: |c, p| Box::pin(chat::agent(c, p)) },
+    Method { name: "agent.wait", scope: Some(SCOPE_WRITE), handler: |c, p| Box::pin(chat::wait(c, p)) },
+    Method { name: "sessions.list", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(sessions::list(c, p)) },
+    Method { name: "sessions.reset", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(sessions::reset(c, p)) },
+    Method { name: "sessions.delete", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(sessions::delete(c, p)) },
+    Method { name: "models.list", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(sessions::models(c, p)) },
 ];
 
 pub fn find(name: &str) -> Option<&'static Method> {
