@@ -124,7 +124,9 @@ fn check_model(config: &Config, r: &mut Report) {
             format!("Some it offers: {}", models.iter().take(8).cloned().collect::<Vec<_>>().join(", ")),
         ),
         Ok(Err(e)) => r.bad(format!("model {spec}: {e}"), "Check the API key and base_url for this provider."),
-        Err(_) => r.bad(format!("model {spec}: the provider did not answer within 15 s"), "Check the network and base_url."),
+        Err(_) => {
+            r.bad(format!("model {spec}: the provider did not answer within 15 s"), "Check the network and base_url.")
+        }
     }
 }
 

@@ -55,11 +55,23 @@ async fn chat_send_streams_cumulative_text_then_final_and_is_stored() {
     let (mut c, _) = Client::backend(&g, 3).await;
     let (events, fin) = chat(&mut c, "main", "hello there", "run-1").await;
 
-    let kinds: Vec<String> = events.iter().map(|e| format!("{}:{}", e["event"].as_str().unwrap(),
-        e["payload"]["stream"].as_str().or(e["payload"]["state"].as_str()).unwrap_or(""))).collect();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["event"].as_str().unwrap(),
+                e["payload"]["stream"].as_str().or(e["payload"]["state"].as_str()).unwrap_or("")
+            )
+        })
+        .collect();
     assert_eq!(kinds.first().map(String::as_str), Some("agent:lifecycle"), "{kinds:?}");
     assert!(kinds.contains(&"agent:assistant".to_string()) && kinds.contains(&"chat:delta".to_string()), "{kinds:?}");
-    let texts: Vec<&str> = events.iter().filter(|e| e["payload"]["stream"] == "assistant").map(|e| e["payload"]["data"]["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = events
+        .iter()
+        .filter(|e| e["payload"]["stream"] == "assistant")
+        .map(|e| e["payload"]["data"]["text"].as_str().unwrap())
+        .collect();
     assert!(texts.windows(2).all(|w| w[1].starts_with(w[0])), "v3 text is cumulative: {texts:?}");
     assert_eq!(*texts.last().unwrap(), "Echo: hello there");
     assert!(events.iter().all(|e| e.get("seq").is_some()));
@@ -78,13 +90,18 @@ async fn chat_send_streams_cumulative_text_then_final_and_is_stored() {
     assert_eq!(headers["anthropic-version"], "2023-06-01");
 
     let h = c.call("chat.history", json!({"sessionKey": "main"})).await["payload"].clone();
-    let msgs: Vec<(String, String)> = h["messages"].as_array().unwrap().iter()
-        .map(|m| (m["role"].as_str().unwrap().to_string(), m["content"][0]["text"].as_str().unwrap().to_string())).collect();
+    let msgs: Vec<(String, String)> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap().to_string(), m["content"][0]["text"].as_str().unwrap().to_string()))
+        .collect();
     assert_eq!(msgs, [("user".into(), "hello there".into()), ("assistant".into(), "Echo: hello there".into())]);
     assert_eq!(h["messages"][1]["model"], "claude-test");
 
     // The same idempotency key is answered from memory, not run again.
-    let again = c.call("chat.send", json!({"sessionKey": "main", "message": "hello there", "idempotencyKey": "run-1"})).await;
+    let again =
+        c.call("chat.send", json!({"sessionKey": "main", "message": "hello there", "idempotencyKey": "run-1"})).await;
     assert_eq!(again["payload"]["status"], "ok");
     assert_eq!(fake.requests().len(), 1);
 }
@@ -96,7 +113,8 @@ async fn v4_chat_deltas_carry_delta_text() {
     let (mut c, hello) = Client::backend(&g, 4).await;
     assert_eq!(hello["protocol"], 4);
     let (events, _) = chat(&mut c, "v4", "slow please", "run-v4").await;
-    let deltas: Vec<&Value> = events.iter().filter(|e| e["event"] == "chat" && e["payload"]["state"] == "delta").collect();
+    let deltas: Vec<&Value> =
+        events.iter().filter(|e| e["event"] == "chat" && e["payload"]["state"] == "delta").collect();
     assert!(deltas.len() >= 2, "throttled but several deltas over 4 s");
     let joined: String = deltas.iter().map(|d| d["payload"]["deltaText"].as_str().unwrap()).collect();
     let last = deltas.last().unwrap()["payload"]["message"]["content"][0]["text"].as_str().unwrap();
@@ -182,11 +200,14 @@ async fn chat_abort_stops_a_streaming_run() {
     let g = with_fake(&fake);
     let (mut c, _) = Client::backend(&g, 3).await;
     let (mut other, _) = Client::backend(&g, 3).await;
-    let res = c.call("chat.send", json!({"sessionKey": "ab", "message": "slow story", "idempotencyKey": "slow-1"})).await;
+    let res =
+        c.call("chat.send", json!({"sessionKey": "ab", "message": "slow story", "idempotencyKey": "slow-1"})).await;
     assert_eq!(res["payload"]["status"], "started");
     // Wait for streaming to begin, then abort from another connection.
     loop {
-        if let Got::Json(v) = c.next().await && v["payload"]["stream"] == "assistant" {
+        if let Got::Json(v) = c.next().await
+            && v["payload"]["stream"] == "assistant"
+        {
             break;
         }
     }
@@ -194,7 +215,10 @@ async fn chat_abort_stops_a_streaming_run() {
     assert_eq!(a["payload"]["aborted"], true);
     assert_eq!(a["payload"]["runIds"], json!(["slow-1"]));
     loop {
-        if let Got::Json(v) = c.next().await && v["event"] == "chat" && v["payload"]["state"] != "delta" {
+        if let Got::Json(v) = c.next().await
+            && v["event"] == "chat"
+            && v["payload"]["state"] != "delta"
+        {
             assert_eq!(v["payload"]["state"], "aborted");
             break;
         }
@@ -242,9 +266,20 @@ async fn history_survives_a_restart() {
     let (mut c, _) = Client::backend(&g, 3).await;
     chat(&mut c, "main", "second", "r2").await;
     let reqs = fake.requests();
-    let texts: Vec<String> = reqs[1]["messages"].as_array().unwrap().iter()
-        .flat_map(|m| m["content"].as_array().unwrap().iter().filter_map(|b| b["text"].as_str().map(String::from)).collect::<Vec<_>>())
-        .filter(|t| !t.starts_with("<context>")).collect();
+    let texts: Vec<String> = reqs[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| {
+            m["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|b| b["text"].as_str().map(String::from))
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.starts_with("<context>"))
+        .collect();
     assert_eq!(texts, ["remember me", "Echo: remember me", "second"]);
     assert_eq!(fake.state.lock().unwrap().headers[1]["x-api-key"], "sk-ant-env", "the key from ANTHROPIC_API_KEY");
 }
@@ -256,7 +291,8 @@ async fn a_20_turn_conversation_reads_most_of_its_prompt_from_the_cache() {
     let (mut c, _) = Client::backend(&g, 3).await;
     let mut finals = Vec::new();
     for turn in 1..=20 {
-        let (_, fin) = chat(&mut c, "cache", &format!("turn number {turn}, tell me something"), &format!("c{turn}")).await;
+        let (_, fin) =
+            chat(&mut c, "cache", &format!("turn number {turn}, tell me something"), &format!("c{turn}")).await;
         finals.push(fin);
     }
     let usage = fake.usage();

@@ -27,8 +27,20 @@ async fn challenge_comes_first_and_hello_ok_lists_only_implemented_methods() {
     assert_eq!(hello["protocol"], 3);
     assert_eq!(
         hello["features"]["methods"],
-        json!(["health", "status", "system-presence", "chat.send", "chat.history", "chat.abort", "agent", "agent.wait",
-               "sessions.list", "sessions.reset", "sessions.delete", "models.list"])
+        json!([
+            "health",
+            "status",
+            "system-presence",
+            "chat.send",
+            "chat.history",
+            "chat.abort",
+            "agent",
+            "agent.wait",
+            "sessions.list",
+            "sessions.reset",
+            "sessions.delete",
+            "models.list"
+        ])
     );
     assert_eq!(hello["auth"]["scopes"], json!(["operator.read"]));
     assert_eq!(hello["policy"]["maxPayload"], 26214400);

@@ -141,7 +141,8 @@ impl Agent {
 
     fn mark_unhealthy(&self, provider: &str) {
         let mut unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
-        let backoff = unhealthy.get(provider).map_or(Duration::from_secs(30), |(_, b)| (*b * 2).min(Duration::from_secs(600)));
+        let backoff =
+            unhealthy.get(provider).map_or(Duration::from_secs(30), |(_, b)| (*b * 2).min(Duration::from_secs(600)));
         unhealthy.insert(provider.to_string(), (Instant::now() + backoff, backoff));
     }
 
@@ -157,7 +158,12 @@ impl Agent {
 
     /// Runs one message to completion. Never panics on provider or tool failures: they
     /// end up in the outcome's status, and the session stays usable.
-    pub async fn run(&self, req: RunRequest, events: UnboundedSender<AgentEvent>, cancel: CancellationToken) -> Outcome {
+    pub async fn run(
+        &self,
+        req: RunRequest,
+        events: UnboundedSender<AgentEvent>,
+        cancel: CancellationToken,
+    ) -> Outcome {
         let started = Instant::now();
         let lock = self.session_lock(&req.session_key);
         let _turn = tokio::select! {
@@ -169,11 +175,18 @@ impl Agent {
         out
     }
 
-    async fn run_locked(&self, req: &RunRequest, events: &UnboundedSender<AgentEvent>, cancel: &CancellationToken) -> Outcome {
+    async fn run_locked(
+        &self,
+        req: &RunRequest,
+        events: &UnboundedSender<AgentEvent>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
         let started = Instant::now();
         let Some(primary) = self.resolve_model(req.model.as_deref()) else {
             if let Some(m) = req.model.as_deref().filter(|m| !m.is_empty()) {
-                let msg = format!("unknown model {m:?}: name it as <provider>/<model> (e.g. openai/gpt-4o-mini) or use an alias from [agent.aliases]");
+                let msg = format!(
+                    "unknown model {m:?}: name it as <provider>/<model> (e.g. openai/gpt-4o-mini) or use an alias from [agent.aliases]"
+                );
                 return outcome(Status::Error(msg), String::new(), started);
             }
             let _ = events.send(AgentEvent::Text { delta: NO_MODEL_MESSAGE.into(), text: NO_MODEL_MESSAGE.into() });

@@ -74,12 +74,8 @@ pub fn now_ms() -> i64 {
 
 impl Gateway {
     pub fn new(config: Config, home: Home, store: Store) -> Arc<Gateway> {
-        let agent = Agent::new(
-            config.agent.clone(),
-            config.providers.clone(),
-            store.clone(),
-            &home.root().join("workspace"),
-        );
+        let agent =
+            Agent::new(config.agent.clone(), config.providers.clone(), store.clone(), &home.root().join("workspace"));
         Arc::new(Gateway {
             config,
             home,
@@ -152,7 +148,8 @@ impl Gateway {
             if scope.is_some_and(|s| !auth::has_scope(&entry.scopes, s)) {
                 continue;
             }
-            let event = Outbound::Event { name, payload: payload(entry.protocol), state_version: Some(state_version.clone()) };
+            let event =
+                Outbound::Event { name, payload: payload(entry.protocol), state_version: Some(state_version.clone()) };
             if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(event) {
                 entry.kick.cancel();
             }

@@ -73,7 +73,6 @@ impl Runs {
             })
             .collect()
     }
-
 }
 
 /// `main` → `agent:main:main`, `x` → `agent:main:x`; full keys are kept.
@@ -94,7 +93,10 @@ pub fn start(gw: &Arc<Gateway>, req: RunRequest) -> Started {
         }
         let (done_tx, done_rx) = watch::channel(None);
         let cancel = gw.shutdown.child_token();
-        live.insert(run_id.clone(), Live { session_key: req.session_key.clone(), cancel: cancel.clone(), done: done_rx.clone() });
+        live.insert(
+            run_id.clone(),
+            Live { session_key: req.session_key.clone(), cancel: cancel.clone(), done: done_rx.clone() },
+        );
         gw.tasks.spawn(drive(gw.clone(), req, cancel, done_tx));
         Started::New(done_rx)
     }
@@ -158,8 +160,10 @@ impl<'a> EventShaper<'a> {
     }
 
     fn chat(&mut self, state: &str, extra: Value) {
-        let message = json!({"role": "assistant", "content": [{"type": "text", "text": self.text}], "timestamp": now_ms()});
-        let mut payload = json!({"runId": self.run_id, "sessionKey": self.key, "seq": self.seq, "state": state, "message": message});
+        let message =
+            json!({"role": "assistant", "content": [{"type": "text", "text": self.text}], "timestamp": now_ms()});
+        let mut payload =
+            json!({"runId": self.run_id, "sessionKey": self.key, "seq": self.seq, "state": state, "message": message});
         if let (Value::Object(p), Value::Object(e)) = (&mut payload, extra) {
             p.extend(e);
         }
@@ -188,7 +192,10 @@ impl<'a> EventShaper<'a> {
                 self.agent("tool", json!({"phase": "start", "name": name, "toolCallId": id, "args": input}));
             }
             AgentEvent::ToolEnd { id, name, ok, output } => {
-                self.agent("tool", json!({"phase": "result", "name": name, "toolCallId": id, "isError": !ok, "result": output}));
+                self.agent(
+                    "tool",
+                    json!({"phase": "result", "name": name, "toolCallId": id, "isError": !ok, "result": output}),
+                );
             }
         }
     }
@@ -206,7 +213,10 @@ impl<'a> EventShaper<'a> {
         match &o.status {
             Status::Ok => {
                 self.agent("lifecycle", json!({"phase": "end", "endedAt": now_ms()}));
-                self.chat("final", json!({"stopReason": o.stop_reason, "usage": usage, "provider": o.provider, "model": o.model}));
+                self.chat(
+                    "final",
+                    json!({"stopReason": o.stop_reason, "usage": usage, "provider": o.provider, "model": o.model}),
+                );
             }
             Status::Aborted => {
                 self.agent("lifecycle", json!({"phase": "end", "endedAt": now_ms(), "aborted": true}));

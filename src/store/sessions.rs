@@ -71,7 +71,9 @@ pub fn check_turn(prev: Option<Role>, turn: &[Message]) -> Result<(), String> {
             let results: Vec<&str> = pair[1]
                 .content
                 .iter()
-                .filter_map(|b| if let Block::ToolResult { tool_use_id, .. } = b { Some(tool_use_id.as_str()) } else { None })
+                .filter_map(|b| {
+                    if let Block::ToolResult { tool_use_id, .. } = b { Some(tool_use_id.as_str()) } else { None }
+                })
                 .collect();
             if results.iter().any(|r| !calls.contains(r)) || calls.iter().any(|c| !results.contains(c)) {
                 return Err("every tool call needs exactly its result in the next message".into());
@@ -257,7 +259,10 @@ mod tests {
 
     fn tool_round(id: &str) -> [Message; 2] {
         [
-            Message { role: Role::Assistant, content: vec![Block::ToolUse { id: id.into(), name: "t".into(), input: json!({}) }] },
+            Message {
+                role: Role::Assistant,
+                content: vec![Block::ToolUse { id: id.into(), name: "t".into(), input: json!({}) }],
+            },
             Message {
                 role: Role::User,
                 content: vec![Block::ToolResult { tool_use_id: id.into(), content: "r".into(), is_error: false }],

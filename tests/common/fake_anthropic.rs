@@ -158,16 +158,23 @@ fn last_user(req: &Value) -> (String, Option<String>) {
             .map(|b| b["text"].as_str().unwrap_or("").to_string())
             .collect()
     };
-    let text = msgs.iter().rev().filter(|m| m["role"] == "user").map(user_text).find(|t| !t.is_empty()).unwrap_or_default();
+    let text =
+        msgs.iter().rev().filter(|m| m["role"] == "user").map(user_text).find(|t| !t.is_empty()).unwrap_or_default();
     let tool_result = msgs.last().and_then(|m| {
-        m["content"].as_array()?.iter().find(|b| b["type"] == "tool_result").map(|b| b["content"].as_str().unwrap_or("").to_string())
+        m["content"]
+            .as_array()?
+            .iter()
+            .find(|b| b["type"] == "tool_result")
+            .map(|b| b["content"].as_str().unwrap_or("").to_string())
     });
     (text, tool_result)
 }
 
 async fn models() -> axum::Json<Value> {
-    axum::Json(json!({"data": [{"type": "model", "id": "claude-test", "display_name": "Claude Test", "created_at": "2025-01-01T00:00:00Z"}],
-                      "has_more": false, "first_id": "claude-test", "last_id": "claude-test"}))
+    axum::Json(
+        json!({"data": [{"type": "model", "id": "claude-test", "display_name": "Claude Test", "created_at": "2025-01-01T00:00:00Z"}],
+                      "has_more": false, "first_id": "claude-test", "last_id": "claude-test"}),
+    )
 }
 
 async fn messages(State(state): State<Arc<Mutex<Recorded>>>, headers: HeaderMap, body: String) -> Response {
@@ -197,25 +204,43 @@ async fn messages(State(state): State<Arc<Mutex<Recorded>>>, headers: HeaderMap,
     let tool = |name: &str, args: &str| {
         vec![
             start.clone(),
-            sse("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": name, "input": {}}})),
-            sse("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}})),
-            sse("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": args}})),
+            sse(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": name, "input": {}}}),
+            ),
+            sse(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}}),
+            ),
+            sse(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": args}}),
+            ),
             sse("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
-            sse("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 12}})),
+            sse(
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 12}}),
+            ),
             sse("message_stop", json!({"type": "message_stop"})),
         ]
     };
     let text_reply = |reply: &str, pieces: usize| {
         let mut out = vec![
             start.clone(),
-            sse("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+            sse(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
             sse("ping", json!({"type": "ping"})),
         ];
         let chars: Vec<char> = reply.chars().collect();
         let size = chars.len().div_ceil(pieces.max(1)).max(1);
         for chunk in chars.chunks(size) {
             let piece: String = chunk.iter().collect();
-            out.push(sse("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
+            out.push(sse(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+            ));
         }
         out.push(sse("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
         out.push(sse("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": tokens(reply)}})));

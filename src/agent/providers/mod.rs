@@ -49,7 +49,9 @@ impl ProviderError {
     /// Whether trying another provider may help (not for a bad request or cancellation).
     pub fn allows_failover(&self) -> bool {
         match self {
-            ProviderError::Http { status, .. } => *status == 401 || *status == 403 || *status == 408 || *status == 429 || *status >= 500,
+            ProviderError::Http { status, .. } => {
+                *status == 401 || *status == 403 || *status == 408 || *status == 429 || *status >= 500
+            }
             ProviderError::Network { .. } | ProviderError::Timeout { .. } | ProviderError::Stream { .. } => true,
             ProviderError::Protocol { .. } => true,
             ProviderError::Cancelled => false,

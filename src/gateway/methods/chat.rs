@@ -102,7 +102,9 @@ pub async fn history(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError>
                 "timestamp": m.created_at,
                 "__openclaw": {"id": format!("{}", m.seq), "seq": m.seq},
             });
-            for (k, from) in [("provider", "provider"), ("model", "model"), ("usage", "usage"), ("stopReason", "stopReason")] {
+            for (k, from) in
+                [("provider", "provider"), ("model", "model"), ("usage", "usage"), ("stopReason", "stopReason")]
+            {
                 if !m.meta[from].is_null() {
                     v[k] = m.meta[from].clone();
                 }
