@@ -9,7 +9,7 @@ mod home;
 mod logging;
 mod store;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -89,13 +89,17 @@ fn run(args: RunArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let config_path = home.config_path();
     let gw = gateway::Gateway::new(config, home, store);
     runtime.block_on(gateway::run(gw, |addr: SocketAddr| {
-        println!("skynet-gateway listening on http://{addr}");
-        println!("  WebSocket:  ws://{addr}/  (OpenClaw gateway protocol v3 and v4)");
-        if show_token {
-            println!("  Auth token: {}", token.expose());
+        let token_line = if show_token {
+            token.expose().to_string()
         } else {
-            println!("  Auth token: [gateway] auth_token in {}", config_path.display());
-        }
-        println!("  Health:     http://{addr}/health");
+            format!("[gateway] auth_token in {}", config_path.display())
+        };
+        // Written, not println!: a closed stdout (a service, a finished pipe) must not
+        // stop the gateway.
+        let banner = format!(
+            "skynet-gateway listening on http://{addr}\n  WebSocket:  ws://{addr}/  (OpenClaw gateway protocol v3 and v4)\n  Auth token: {token_line}\n  Health:     http://{addr}/health\n"
+        );
+        let mut out = std::io::stdout();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }))
 }

@@ -361,3 +361,67 @@ fn doctor_checks_the_configured_model_with_the_provider() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && report.contains("does not list"), "{report}");
 }
+
+#[tokio::test]
+async fn sigterm_lets_a_streaming_run_finish_before_closing() {
+    let fake = FakeAnthropic::start();
+    let mut g = with_fake(&fake);
+    let (mut c, _) = Client::backend(&g, 3).await;
+    let res =
+        c.call("chat.send", json!({"sessionKey": "st", "message": "slow goodbye", "idempotencyKey": "st-1"})).await;
+    assert_eq!(res["payload"]["status"], "started");
+    loop {
+        if let Got::Json(v) = c.next().await
+            && v["payload"]["stream"] == "assistant"
+        {
+            break;
+        }
+    }
+    g.signal("TERM");
+    let mut saw_shutdown = false;
+    let fin = loop {
+        match c.next().await {
+            Got::Json(v) if v["event"] == "shutdown" => saw_shutdown = true,
+            Got::Json(v) if v["event"] == "chat" && v["payload"]["state"] != "delta" => break v,
+            Got::Json(_) => {}
+            Got::Closed(code, reason) => panic!("closed ({code:?} {reason}) before the run finished"),
+        }
+    };
+    assert!(saw_shutdown);
+    assert_eq!(fin["payload"]["state"], "final");
+    assert_eq!(fin["payload"]["message"]["content"][0]["text"], "slow ".repeat(40));
+    assert_eq!(c.closed().await.0, Some(1012));
+    assert_eq!(g.wait_exit(std::time::Duration::from_secs(20)).code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_run_longer_than_the_grace_period_is_aborted_and_stored() {
+    let fake = FakeAnthropic::start();
+    let base = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("h");
+    let env = [
+        ("SKYNET_AGENT__MODEL", "anthropic/claude-test"),
+        ("SKYNET_PROVIDERS__ANTHROPIC__BASE_URL", base.as_str()),
+        ("SKYNET_PROVIDERS__ANTHROPIC__API_KEY", "sk-ant-test"),
+        ("SKYNET_GATEWAY__SHUTDOWN_GRACE_MS", "500"),
+    ];
+    let mut g = Gateway::start_in(&home, &env, &[]).unwrap();
+    let (mut c, _) = Client::backend(&g, 3).await;
+    c.call("chat.send", json!({"sessionKey": "gr", "message": "slow and long", "idempotencyKey": "gr-1"})).await;
+    loop {
+        if let Got::Json(v) = c.next().await
+            && v["payload"]["stream"] == "assistant"
+        {
+            break;
+        }
+    }
+    g.signal("TERM");
+    assert_eq!(g.wait_exit(std::time::Duration::from_secs(20)).code(), Some(0));
+    drop(g);
+    let g = Gateway::start_in(&home, &env, &[]).unwrap();
+    let (mut c, _) = Client::backend(&g, 3).await;
+    let h = c.call("chat.history", json!({"sessionKey": "gr"})).await["payload"]["messages"].clone();
+    assert_eq!(h.as_array().unwrap().len(), 2, "the turn is stored whole: {h}");
+    assert!(h[1]["content"][0]["text"].as_str().unwrap().ends_with("[aborted]"), "{h}");
+}

@@ -26,9 +26,10 @@ fn first_run_writes_the_defaults_prints_the_token_and_serves_health() {
     cmd.args(["run", "--port", "0"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
     let lines: Vec<String> = {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout).lines().take(3).map(Result::unwrap).collect()
+        (&mut reader).lines().take(4).map(Result::unwrap).collect()
     };
     let addr = lines[0].strip_prefix("skynet-gateway listening on http://").unwrap().to_string();
     let token = lines[2].strip_prefix("  Auth token: ").unwrap().to_string();
@@ -55,6 +56,31 @@ fn first_run_writes_the_defaults_prints_the_token_and_serves_health() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((status, v["ready"].as_bool()), (200, Some(true)));
     assert_eq!(v["checks"]["store"]["ok"], true);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(reader);
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_gateway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = command(&tmp.path().join("h"));
+    cmd.env("SKYNET_GATEWAY__AUTH_TOKEN", TOKEN).args(["run", "--port", "0"]);
+    // Read the address from the log instead, with stdout closed from the start.
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let stderr = child.stderr.take().unwrap();
+    let addr = {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("local=").nth(1).map(|a| a.trim().to_string()))
+            .expect("the listening address is logged")
+    };
+    assert_eq!(http_get(&addr, "/health", &[]).0, 200);
+    assert!(child.try_wait().unwrap().is_none(), "still running");
     child.kill().unwrap();
     child.wait().unwrap();
 }

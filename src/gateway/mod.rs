@@ -181,10 +181,10 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
     let grace = Duration::from_millis(g.shutdown_grace_ms);
     gw.tasks.close();
     if tokio::time::timeout(grace + Duration::from_secs(1), gw.tasks.wait()).await.is_err() {
-        tracing::warn!(
-            grace_ms = g.shutdown_grace_ms,
-            "shutdown deadline passed with work still running; exiting anyway"
-        );
+        tracing::warn!(grace_ms = g.shutdown_grace_ms, "shutdown deadline passed; aborting the runs still going");
+        gw.runs.abort_all();
+        // Aborted runs store what they have; give them a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(2), gw.tasks.wait()).await;
     }
     let store = gw.store.clone();
     match tokio::task::spawn_blocking(move || store.checkpoint()).await {

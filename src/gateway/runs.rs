@@ -62,6 +62,17 @@ impl Runs {
         self.finished(run_id).map(|end| watch::channel(Some(end)).1)
     }
 
+    pub fn is_idle(&self) -> bool {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Cancels every live run (the shutdown deadline passed).
+    pub fn abort_all(&self) {
+        for live in self.live.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            live.cancel.cancel();
+        }
+    }
+
     /// Cancels the live runs of a session (one, when `run_id` is given).
     pub fn abort(&self, session_key: &str, run_id: Option<&str>) -> Vec<String> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -92,7 +103,8 @@ pub fn start(gw: &Arc<Gateway>, req: RunRequest) -> Started {
             return Started::Finished(end);
         }
         let (done_tx, done_rx) = watch::channel(None);
-        let cancel = gw.shutdown.child_token();
+        // Not tied to shutdown: a run in flight may finish within the grace period.
+        let cancel = CancellationToken::new();
         live.insert(
             run_id.clone(),
             Live { session_key: req.session_key.clone(), cancel: cancel.clone(), done: done_rx.clone() },

@@ -148,9 +148,14 @@ async fn serve(
             _ = gw.shutdown.cancelled() => {
                 let payload = json!({"reason": "gateway shutting down"});
                 let _ = tx.send(Outbound::Event { name: "shutdown", payload, state_version: None }).await;
+                // Let this connection's requests and every live run finish (their final
+                // events still reach the client), up to the grace period.
                 inflight.close();
-                let grace = Duration::from_millis(gw.config.gateway.shutdown_grace_ms);
-                let _ = tokio::time::timeout(grace, inflight.wait()).await;
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(gw.config.gateway.shutdown_grace_ms);
+                let _ = tokio::time::timeout_at(deadline, inflight.wait()).await;
+                while !gw.runs.is_idle() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 handshake::close_with(tx, close::SERVICE_RESTART, "gateway shutting down").await;
                 break;
             }
