@@ -37,6 +37,17 @@ async fn chat(c: &mut Client, key: &str, message: &str, idem: &str) -> (Vec<Valu
     }
 }
 
+/// Waits until the model has started streaming text.
+async fn until_streaming(c: &mut Client) {
+    loop {
+        if let Got::Json(v) = c.next().await
+            && v["payload"]["stream"] == "assistant"
+        {
+            return;
+        }
+    }
+}
+
 #[tokio::test]
 async fn without_a_model_every_answer_says_how_to_configure_one() {
     let g = Gateway::start(&[]);
@@ -204,13 +215,7 @@ async fn chat_abort_stops_a_streaming_run() {
         c.call("chat.send", json!({"sessionKey": "ab", "message": "slow story", "idempotencyKey": "slow-1"})).await;
     assert_eq!(res["payload"]["status"], "started");
     // Wait for streaming to begin, then abort from another connection.
-    loop {
-        if let Got::Json(v) = c.next().await
-            && v["payload"]["stream"] == "assistant"
-        {
-            break;
-        }
-    }
+    until_streaming(&mut c).await;
     let a = other.call("chat.abort", json!({"sessionKey": "ab"})).await;
     assert_eq!(a["payload"]["aborted"], true);
     assert_eq!(a["payload"]["runIds"], json!(["slow-1"]));
@@ -370,13 +375,7 @@ async fn sigterm_lets_a_streaming_run_finish_before_closing() {
     let res =
         c.call("chat.send", json!({"sessionKey": "st", "message": "slow goodbye", "idempotencyKey": "st-1"})).await;
     assert_eq!(res["payload"]["status"], "started");
-    loop {
-        if let Got::Json(v) = c.next().await
-            && v["payload"]["stream"] == "assistant"
-        {
-            break;
-        }
-    }
+    until_streaming(&mut c).await;
     g.signal("TERM");
     let mut saw_shutdown = false;
     let fin = loop {
@@ -409,13 +408,7 @@ async fn a_run_longer_than_the_grace_period_is_aborted_and_stored() {
     let mut g = Gateway::start_in(&home, &env, &[]).unwrap();
     let (mut c, _) = Client::backend(&g, 3).await;
     c.call("chat.send", json!({"sessionKey": "gr", "message": "slow and long", "idempotencyKey": "gr-1"})).await;
-    loop {
-        if let Got::Json(v) = c.next().await
-            && v["payload"]["stream"] == "assistant"
-        {
-            break;
-        }
-    }
+    until_streaming(&mut c).await;
     g.signal("TERM");
     assert_eq!(g.wait_exit(std::time::Duration::from_secs(20)).code(), Some(0));
     drop(g);
