@@ -22,6 +22,11 @@ pub struct Conn {
     pub tx: mpsc::Sender<Outbound>,
 }
 
+/// Params of methods that take none: absent or `{}`, nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// Everything a handler may use.
 pub struct Ctx {
     pub gw: Arc<Gateway>,

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Ctx;
+use super::{Ctx, NoParams};
 use crate::agent::providers;
 use crate::gateway::now_ms;
 use crate::gateway::protocol::{self, RpcError};
@@ -84,10 +84,6 @@ pub async fn delete(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> 
     let deleted = ctx.gw.store.delete_session(&key).await.map_err(|e| RpcError::unavailable(e.to_string()))?;
     Ok(json!({"ok": true, "key": key, "deleted": deleted}))
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
 
 /// The configured model, the aliases, and each preset's default model.
 pub async fn models(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Ctx;
+use super::{Ctx, NoParams};
 use crate::gateway::auth::{SCOPE_ADMIN, has_scope};
 use crate::gateway::protocol::{self, RpcError};
 use crate::gateway::{Gateway, now_ms, protocol::SUPPORTED};
@@ -17,10 +17,6 @@ struct HealthParams {
     #[allow(dead_code, reason = "accepted for OpenClaw compatibility; every health call probes")]
     probe: Option<bool>,
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
 
 /// Whether the store answers a trivial query within a second.
 pub async fn store_check(gw: &Gateway) -> Value {
