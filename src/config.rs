@@ -46,6 +46,23 @@ pub struct AgentConfig {
     /// Names such as `fast`, `default`, `smart` mapped to `<provider>/<model>`.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub router: RouterConfig,
+}
+
+/// `[agent.router]`: picks a cheap, standard or strong model per message when the
+/// request names none. Each tier is a model or an alias; empty means `agent.model`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub cheap: String,
+    #[serde(default)]
+    pub standard: String,
+    #[serde(default)]
+    pub strong: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -147,6 +164,8 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{} line {line} is not valid TOML: {message}\nFix the syntax there, or move the file aside to start from the defaults.", path.display())]
     Syntax { path: PathBuf, line: usize, message: String },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("invalid setting `{key}` in {origin}: {message}\n{hint}")]
     Invalid { key: String, origin: Origin, message: String, hint: String },
 }
@@ -159,6 +178,35 @@ impl Config {
 
     pub fn file_path(home: &Path) -> PathBuf {
         home.join("skynet.toml")
+    }
+
+    /// Sets one string value in `$SKYNET_HOME/skynet.toml`, keeping the user's comments and
+    /// layout; the result must still be a valid configuration, and is written atomically
+    /// with mode 0600.
+    pub fn set_in_file(home: &Path, key: &[&str], value: &str) -> Result<(), ConfigError> {
+        let path = Self::file_path(home);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DEFAULT_TOML.to_string(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+            path: path.clone(),
+            line: e.span().map(|s| line_of(&text, s.start)).unwrap_or(1),
+            message: e.message().trim().to_string(),
+        })?;
+        let (last, parents) = key.split_last().expect("a key has at least one part");
+        let mut item = doc.as_item_mut();
+        for part in parents {
+            item = &mut item[*part];
+        }
+        item[*last] = toml_edit::value(value);
+        let updated = doc.to_string();
+        let mut layers = Layers::new();
+        layers.add_file(&path, updated.clone())?;
+        layers.deserialize::<Config>()?;
+        crate::fsutil::write_atomic(&path, updated.as_bytes(), 0o600)
+            .map_err(|source| ConfigError::Write { path, source })
     }
 
     fn load_with_env(
@@ -479,5 +527,25 @@ mod tests {
     fn secrets_do_not_appear_in_debug_output() {
         let c = load(Some(TOKEN), &[], Overrides::default()).unwrap();
         assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn set_in_file_keeps_comments_and_writes_a_private_valid_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = format!("# my notes\n{TOKEN}\n[agent]\n# which model\nmodel = \"openai/gpt-4o\"\n");
+        std::fs::write(dir.path().join("skynet.toml"), &file).unwrap();
+        Config::set_in_file(dir.path(), &["agent", "model"], "anthropic/claude-sonnet-4-5").unwrap();
+        let text = std::fs::read_to_string(dir.path().join("skynet.toml")).unwrap();
+        assert!(text.contains("# my notes") && text.contains("# which model"), "{text}");
+        assert!(text.contains("model = \"anthropic/claude-sonnet-4-5\""), "{text}");
+        let mode = std::fs::metadata(dir.path().join("skynet.toml")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let c = Config::load_with_env(dir.path(), &Overrides::default(), Vec::new()).unwrap();
+        assert_eq!(c.agent.model, "anthropic/claude-sonnet-4-5");
+        std::fs::write(dir.path().join("skynet.toml"), "[agent\n").unwrap();
+        let err = Config::set_in_file(dir.path(), &["agent", "model"], "x/y").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("skynet.toml")).unwrap(), "[agent\n", "untouched");
     }
 }

@@ -7,6 +7,7 @@ mod fsutil;
 mod gateway;
 mod home;
 mod logging;
+mod plugins;
 mod store;
 
 use std::io::{IsTerminal, Write};

@@ -18,42 +18,12 @@ fn with_fake(fake: &FakeAnthropic) -> Gateway {
     ])
 }
 
-/// Sends with chat.send and collects events until the run's terminal chat event.
-async fn chat(c: &mut Client, key: &str, message: &str, idem: &str) -> (Vec<Value>, Value) {
-    let res = c.call("chat.send", json!({"sessionKey": key, "message": message, "idempotencyKey": idem})).await;
-    assert_eq!(res["payload"], json!({"runId": idem, "status": "started"}), "{res}");
-    let mut events = Vec::new();
-    loop {
-        let ev = match c.next().await {
-            Got::Json(v) if v["type"] == "event" && v["payload"]["runId"] == idem => v,
-            Got::Json(_) => continue,
-            Got::Closed(code, reason) => panic!("closed {code:?} {reason}"),
-        };
-        let terminal = ev["event"] == "chat" && ev["payload"]["state"] != "delta";
-        events.push(ev.clone());
-        if terminal {
-            return (events, ev);
-        }
-    }
-}
-
-/// Waits until the model has started streaming text.
-async fn until_streaming(c: &mut Client) {
-    loop {
-        if let Got::Json(v) = c.next().await
-            && v["payload"]["stream"] == "assistant"
-        {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn without_a_model_every_answer_says_how_to_configure_one() {
     let g = Gateway::start(&[]);
     let (mut c, hello) = Client::backend(&g, 3).await;
     assert!(hello["features"]["methods"].as_array().unwrap().iter().any(|m| m == "chat.send"));
-    let (_, fin) = chat(&mut c, "main", "hello?", "no-model-1").await;
+    let (_, fin) = chat_turn(&mut c, "main", "hello?", "no-model-1").await;
     assert_eq!(fin["payload"]["state"], "final");
     let text = fin["payload"]["message"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("no language model configured") && text.contains("[agent]"), "{text}");
@@ -64,7 +34,7 @@ async fn chat_send_streams_cumulative_text_then_final_and_is_stored() {
     let fake = FakeAnthropic::start();
     let g = with_fake(&fake);
     let (mut c, _) = Client::backend(&g, 3).await;
-    let (events, fin) = chat(&mut c, "main", "hello there", "run-1").await;
+    let (events, fin) = chat_turn(&mut c, "main", "hello there", "run-1").await;
 
     let kinds: Vec<String> = events
         .iter()
@@ -123,7 +93,7 @@ async fn v4_chat_deltas_carry_delta_text() {
     let g = with_fake(&fake);
     let (mut c, hello) = Client::backend(&g, 4).await;
     assert_eq!(hello["protocol"], 4);
-    let (events, _) = chat(&mut c, "v4", "slow please", "run-v4").await;
+    let (events, _) = chat_turn(&mut c, "v4", "slow please", "run-v4").await;
     let deltas: Vec<&Value> =
         events.iter().filter(|e| e["event"] == "chat" && e["payload"]["state"] == "delta").collect();
     assert!(deltas.len() >= 2, "throttled but several deltas over 4 s");
@@ -154,7 +124,7 @@ async fn the_model_can_call_a_tool_and_gets_its_result() {
     let fake = FakeAnthropic::start();
     let g = with_fake(&fake);
     let (mut c, _) = Client::backend(&g, 3).await;
-    let (events, fin) = chat(&mut c, "tools", "what does the clock say", "tool-1").await;
+    let (events, fin) = chat_turn(&mut c, "tools", "what does the clock say", "tool-1").await;
     let tool: Vec<&Value> = events.iter().filter(|e| e["payload"]["stream"] == "tool").collect();
     assert_eq!(tool.len(), 2, "start and result");
     assert_eq!(tool[0]["payload"]["data"]["name"], "current_time");
@@ -173,19 +143,19 @@ async fn tool_mistakes_go_back_to_the_model_and_loops_stop_at_the_limit() {
     let fake = FakeAnthropic::start();
     let g = with_fake(&fake);
     let (mut c, _) = Client::backend(&g, 3).await;
-    let (_, fin) = chat(&mut c, "m", "call badtool", "bt").await;
+    let (_, fin) = chat_turn(&mut c, "m", "call badtool", "bt").await;
     let text = fin["payload"]["message"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("there is no tool named \"no_such_tool\""), "{text}");
-    let (_, fin) = chat(&mut c, "m", "send badjson", "bj").await;
+    let (_, fin) = chat_turn(&mut c, "m", "send badjson", "bj").await;
     let text = fin["payload"]["message"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("not valid JSON"), "{text}");
     let before = fake.requests().len();
-    let (_, fin) = chat(&mut c, "m", "loop forever", "lp").await;
+    let (_, fin) = chat_turn(&mut c, "m", "loop forever", "lp").await;
     assert_eq!(fin["payload"]["state"], "final");
     assert!(fin["payload"]["message"]["content"][0]["text"].as_str().unwrap().contains("max_steps"));
     assert_eq!(fake.requests().len() - before, 3, "max_steps = 3 model calls");
     // The session is still consistent and usable.
-    let (_, fin) = chat(&mut c, "m", "still there?", "after").await;
+    let (_, fin) = chat_turn(&mut c, "m", "still there?", "after").await;
     assert_eq!(fin["payload"]["message"]["content"][0]["text"], "Echo: still there?");
 }
 
@@ -195,12 +165,12 @@ async fn provider_failures_end_in_an_error_event_and_the_session_stays_usable() 
     let g = with_fake(&fake);
     let (mut c, _) = Client::backend(&g, 3).await;
     for (msg, id) in [("overloaded now", "ov"), ("garbage out", "gb")] {
-        let (events, fin) = chat(&mut c, "f", msg, id).await;
+        let (events, fin) = chat_turn(&mut c, "f", msg, id).await;
         assert_eq!(fin["payload"]["state"], "error", "{fin}");
         assert!(!fin["payload"]["errorMessage"].as_str().unwrap().is_empty());
         assert!(events.iter().any(|e| e["payload"]["data"]["phase"] == "error"));
     }
-    let (_, fin) = chat(&mut c, "f", "fine again", "ok").await;
+    let (_, fin) = chat_turn(&mut c, "f", "fine again", "ok").await;
     assert_eq!(fin["payload"]["message"]["content"][0]["text"], "Echo: fine again");
     assert!(g.stderr().contains("model call failed"));
 }
@@ -238,8 +208,8 @@ async fn sessions_can_be_listed_reset_and_deleted() {
     let fake = FakeAnthropic::start();
     let g = with_fake(&fake);
     let (mut c, _) = Client::connected(&g, connect_params(TOKEN, 3, 3, &["operator.admin"])).await;
-    chat(&mut c, "one", "a", "s1").await;
-    chat(&mut c, "two", "b", "s2").await;
+    chat_turn(&mut c, "one", "a", "s1").await;
+    chat_turn(&mut c, "two", "b", "s2").await;
     let l = c.call("sessions.list", json!({})).await["payload"].clone();
     let keys: Vec<&str> = l["sessions"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["agent:main:two", "agent:main:one"]);
@@ -265,11 +235,11 @@ async fn history_survives_a_restart() {
     {
         let g = Gateway::start_in(&home, &env, &[]).unwrap();
         let (mut c, _) = Client::backend(&g, 3).await;
-        chat(&mut c, "main", "remember me", "r1").await;
+        chat_turn(&mut c, "main", "remember me", "r1").await;
     }
     let g = Gateway::start_in(&home, &env, &[]).unwrap();
     let (mut c, _) = Client::backend(&g, 3).await;
-    chat(&mut c, "main", "second", "r2").await;
+    chat_turn(&mut c, "main", "second", "r2").await;
     let reqs = fake.requests();
     let texts: Vec<String> = reqs[1]["messages"]
         .as_array()
@@ -297,7 +267,7 @@ async fn a_20_turn_conversation_reads_most_of_its_prompt_from_the_cache() {
     let mut finals = Vec::new();
     for turn in 1..=20 {
         let (_, fin) =
-            chat(&mut c, "cache", &format!("turn number {turn}, tell me something"), &format!("c{turn}")).await;
+            chat_turn(&mut c, "cache", &format!("turn number {turn}, tell me something"), &format!("c{turn}")).await;
         finals.push(fin);
     }
     let usage = fake.usage();
@@ -333,13 +303,13 @@ async fn a_failing_provider_fails_over_to_the_next_model_before_any_output() {
         ("SKYNET_PROVIDERS__BACKUP__API_KEY", "sk-ant-backup"),
     ]);
     let (mut c, _) = Client::backend(&g, 3).await;
-    let (_, fin) = chat(&mut c, "fo", "are you there", "fo-1").await;
+    let (_, fin) = chat_turn(&mut c, "fo", "are you there", "fo-1").await;
     assert_eq!(fin["payload"]["state"], "final", "{fin}");
     assert_eq!(fin["payload"]["message"]["content"][0]["text"], "Echo: are you there");
     assert_eq!(fin["payload"]["provider"], "backup");
     assert!(g.stderr().contains("failing over"));
     // The dead provider is now skipped without another attempt.
-    let (_, fin) = chat(&mut c, "fo", "again", "fo-2").await;
+    let (_, fin) = chat_turn(&mut c, "fo", "again", "fo-2").await;
     assert_eq!(fin["payload"]["provider"], "backup");
     assert_eq!(fake.requests().len(), 2);
 }

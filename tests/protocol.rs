@@ -39,7 +39,8 @@ async fn challenge_comes_first_and_hello_ok_lists_only_implemented_methods() {
             "sessions.list",
             "sessions.reset",
             "sessions.delete",
-            "models.list"
+            "models.list",
+            "models.set"
         ])
     );
     assert_eq!(hello["auth"]["scopes"], json!(["operator.read"]));

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the client tests need, inside tests/clients (no root, nothing global):
 # a Node >= 22 (the openclaw-node SDKs use Node's built-in WebSocket), fetched as the
-# npm registry's `node-<platform>` binary package when the system Node is older, and the
-# pinned openclaw-node packages from package-lock.json. Safe to run again.
+# npm registry's `node-<platform>` binary package when the system Node is older, the
+# pinned openclaw-node packages from package-lock.json, and a Python venv with the pinned
+# official `openai` SDK from requirements.txt. Safe to run again.
 set -euo pipefail
 
 clients="$(cd "$(dirname "$0")" && pwd)/clients"
@@ -42,3 +43,13 @@ if [ ! -d "$clients/node_modules/ocn3" ] || [ ! -d "$clients/node_modules/ocn4" 
     (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "setup-clients: openclaw-node 0.1.0 and 0.14.0 installed"
+
+command -v python3 >/dev/null || die "python3 is missing: install Python 3.9+ with venv so the openai SDK test can run"
+if [ ! -x "$clients/.venv/bin/python" ]; then
+    python3 -m venv "$clients/.venv" || die "cannot create a venv: install python3-venv"
+fi
+if [ "$clients/requirements.txt" -nt "$clients/.venv/installed" ] || [ ! -f "$clients/.venv/installed" ]; then
+    "$clients/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$clients/requirements.txt"
+    touch "$clients/.venv/installed"
+fi
+echo "setup-clients: python openai $("$clients/.venv/bin/python" -c 'import openai; print(openai.__version__)')"

@@ -18,6 +18,8 @@ pub struct PromptBuilder {
 pub struct TurnContext<'a> {
     pub channel: &'a str,
     pub session_key: &'a str,
+    /// System instructions from the caller (the `/v1` API's system messages).
+    pub instructions: Option<&'a str>,
 }
 
 impl PromptBuilder {
@@ -42,12 +44,16 @@ impl PromptBuilder {
     /// The volatile tier for one user message.
     pub fn context(&self, ctx: &TurnContext<'_>, now: std::time::SystemTime) -> String {
         let secs = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        format!(
+        let mut text = format!(
             "<context>\ncurrent time: {} UTC\nchannel: {}\nsession: {}\n</context>",
             format_utc(secs),
             ctx.channel,
             ctx.session_key
-        )
+        );
+        if let Some(i) = ctx.instructions.map(str::trim).filter(|i| !i.is_empty()) {
+            text.push_str(&format!("\n<caller-instructions>\n{i}\n</caller-instructions>"));
+        }
+        text
     }
 }
 

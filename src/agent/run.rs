@@ -12,11 +12,14 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::models::{ModelRef, Models};
 use super::prompt::{PromptBuilder, TurnContext};
-use super::providers::{self, Provider, ProviderError};
+use super::providers::{Provider, ProviderError};
+use super::router::Decision;
 use super::tools::Registry;
 use super::types::{Block, ChatRequest, Message, Role, StopReason, StreamEvent, Usage};
 use crate::config::{AgentConfig, ProviderConfig};
+use crate::plugins::PluginSet;
 use crate::store::Store;
 
 /// How many stored messages are sent back to the model.
@@ -48,6 +51,8 @@ pub struct Outcome {
     pub stop_reason: Option<StopReason>,
     pub session_id: Option<String>,
     pub duration: Duration,
+    /// The router's choice, when it picked the model.
+    pub routing: Option<Decision>,
 }
 
 pub struct RunRequest {
@@ -57,17 +62,25 @@ pub struct RunRequest {
     /// `<provider>/<model>` or an alias; `None`: the configured default.
     pub model: Option<String>,
     pub channel: String,
+    /// A conversation supplied by the caller (the stateless `/v1` API): used instead of the
+    /// stored session, and nothing is stored.
+    pub history: Option<Vec<Message>>,
+    /// The caller's own system instructions, added to this turn's context.
+    pub instructions: Option<String>,
+}
+
+impl RunRequest {
+    pub fn new(run_id: String, session_key: String, message: String, model: Option<String>, channel: &str) -> Self {
+        RunRequest { run_id, session_key, message, model, channel: channel.into(), history: None, instructions: None }
+    }
 }
 
 pub struct Agent {
-    config: AgentConfig,
-    provider_config: BTreeMap<String, ProviderConfig>,
+    pub models: Models,
     store: Store,
     prompt: PromptBuilder,
-    tools: Registry,
-    providers: Mutex<HashMap<String, Arc<dyn Provider>>>,
-    /// Providers that failed recently: skipped until the instant, with the backoff used.
-    unhealthy: Mutex<HashMap<String, (Instant, Duration)>>,
+    builtins: Registry,
+    plugins: PluginSet,
     session_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -82,72 +95,26 @@ impl Agent {
         config: AgentConfig,
         provider_config: BTreeMap<String, ProviderConfig>,
         store: Store,
-        workspace: &std::path::Path,
+        home: &std::path::Path,
     ) -> Agent {
         Agent {
-            config,
-            provider_config,
+            models: Models::new(config, provider_config),
             store,
-            prompt: PromptBuilder::new(workspace),
-            tools: Registry::with_builtins(),
-            providers: Mutex::new(HashMap::new()),
-            unhealthy: Mutex::new(HashMap::new()),
+            prompt: PromptBuilder::new(&home.join("workspace")),
+            builtins: Registry::with_builtins(),
+            plugins: PluginSet::new(home.join("tools")),
             session_locks: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Splits `<provider>/<model>` after applying aliases; `None` when nothing is configured.
-    pub fn resolve_model(&self, requested: Option<&str>) -> Option<(String, String)> {
-        let spec = requested.filter(|s| !s.is_empty()).unwrap_or(&self.config.model);
-        let spec = self.config.aliases.get(spec).map(String::as_str).unwrap_or(spec);
-        let (provider, model) = spec.split_once('/')?;
-        (!provider.is_empty() && !model.is_empty()).then(|| (provider.to_string(), model.to_string()))
-    }
-
-    pub fn default_model(&self) -> &str {
-        &self.config.model
-    }
-
-    pub fn aliases(&self) -> &BTreeMap<String, String> {
-        &self.config.aliases
-    }
-
-    fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, String> {
-        let mut cache = self.providers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cache.get(name) {
-            return Ok(p.clone());
+    /// Built-in tools plus the plugins as they are on disk now; built-ins win a name clash.
+    fn tools(&self) -> Registry {
+        let mut r = Registry::default();
+        for p in self.plugins.tools() {
+            r.add(p);
         }
-        let p = providers::build(name, self.provider_config.get(name), &|var| std::env::var(var).ok())?;
-        cache.insert(name.to_string(), p.clone());
-        Ok(p)
-    }
-
-    /// The requested (or default) model first, then the fallbacks; healthy providers first.
-    fn candidates(&self, primary: (String, String)) -> Vec<(String, String)> {
-        let mut all = vec![primary];
-        for f in &self.config.fallbacks {
-            if let Some(c) = self.resolve_model(Some(f))
-                && !all.contains(&c)
-            {
-                all.push(c);
-            }
-        }
-        let unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let (healthy, sick): (Vec<_>, Vec<_>) =
-            all.into_iter().partition(|(p, _)| unhealthy.get(p).is_none_or(|(until, _)| *until <= now));
-        healthy.into_iter().chain(sick).collect()
-    }
-
-    fn mark_unhealthy(&self, provider: &str) {
-        let mut unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
-        let backoff =
-            unhealthy.get(provider).map_or(Duration::from_secs(30), |(_, b)| (*b * 2).min(Duration::from_secs(600)));
-        unhealthy.insert(provider.to_string(), (Instant::now() + backoff, backoff));
-    }
-
-    fn mark_healthy(&self, provider: &str) {
-        self.unhealthy.lock().unwrap_or_else(|p| p.into_inner()).remove(provider);
+        r.extend(&self.builtins);
+        r
     }
 
     fn session_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -182,7 +149,15 @@ impl Agent {
         cancel: &CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
-        let Some(primary) = self.resolve_model(req.model.as_deref()) else {
+        let settings = self.models.settings();
+        let (primary, routing) = match req.model.as_deref().filter(|m| !m.is_empty()) {
+            Some(m) => (self.models.resolve(Some(m)), None),
+            None => self.models.route(&req.message),
+        };
+        if let Some(d) = &routing {
+            tracing::info!(run = %req.run_id, tier = ?d.tier, model = %d.model, reason = %d.reason, "router picked a model");
+        }
+        let Some(primary) = primary else {
             if let Some(m) = req.model.as_deref().filter(|m| !m.is_empty()) {
                 let msg = format!(
                     "unknown model {m:?}: name it as <provider>/<model> (e.g. openai/gpt-4o-mini) or use an alias from [agent.aliases]"
@@ -193,7 +168,8 @@ impl Agent {
             return outcome(Status::Ok, NO_MODEL_MESSAGE.into(), started);
         };
         let mut out = outcome(Status::Ok, String::new(), started);
-        let mut candidates = self.candidates(primary).into_iter();
+        out.routing = routing;
+        let mut candidates = self.models.candidates(primary).into_iter();
         let (mut provider_name, mut model, mut provider) = match self.next_provider(&mut candidates) {
             Ok(c) => c,
             Err(e) => {
@@ -201,21 +177,29 @@ impl Agent {
                 return out;
             }
         };
-        let (session_id, history) = match self.store.history(&req.session_key, HISTORY_LIMIT).await {
-            Ok((id, h)) => (id, h),
-            Err(e) => {
-                out.status = Status::Error(format!("cannot read the conversation: {e}"));
-                return out;
-            }
+        let mut messages: Vec<Message> = match &req.history {
+            Some(h) => h.clone(),
+            None => match self.store.history(&req.session_key, HISTORY_LIMIT).await {
+                Ok((id, h)) => {
+                    out.session_id = id;
+                    h.into_iter().map(|m| m.message).collect()
+                }
+                Err(e) => {
+                    out.status = Status::Error(format!("cannot read the conversation: {e}"));
+                    return out;
+                }
+            },
         };
-        out.session_id = session_id;
-        let mut messages: Vec<Message> = history.into_iter().map(|m| m.message).collect();
         // A stored history always ends with an assistant message; drop a leading orphan.
         while messages.first().is_some_and(|m| m.role != Role::User || has_tool_result(m)) {
             messages.remove(0);
         }
         let history_len = messages.len();
-        let ctx = TurnContext { channel: &req.channel, session_key: &req.session_key };
+        let ctx = TurnContext {
+            channel: &req.channel,
+            session_key: &req.session_key,
+            instructions: req.instructions.as_deref(),
+        };
         messages.push(Message {
             role: Role::User,
             content: vec![
@@ -225,7 +209,8 @@ impl Agent {
         });
 
         let system = self.prompt.system();
-        let tools = self.tools.specs();
+        let registry = self.tools();
+        let tools = registry.specs();
         let mut text = String::new();
         let mut steps = 0;
         loop {
@@ -237,12 +222,12 @@ impl Agent {
                 system: system.clone(),
                 messages: messages.clone(),
                 tools: tools.clone(),
-                max_tokens: self.config.max_tokens,
+                max_tokens: settings.agent.max_tokens,
             };
             let streamed_before = text.len();
             let step = match self.stream_step(&provider, call, events, &mut text, cancel).await {
                 Ok(step) => {
-                    self.mark_healthy(&provider_name);
+                    self.models.mark_healthy(&provider_name);
                     step
                 }
                 Err(ProviderError::Cancelled) => {
@@ -251,7 +236,7 @@ impl Agent {
                 }
                 // Fail over only while nothing of this answer has been streamed.
                 Err(e) if e.allows_failover() && text.len() == streamed_before && candidates.len() > 0 => {
-                    self.mark_unhealthy(provider.name());
+                    self.models.mark_unhealthy(provider.name());
                     match self.next_provider(&mut candidates) {
                         Ok((name, m, p)) => {
                             tracing::warn!(run = %req.run_id, from = %provider_name, to = %name, error = %e, "provider failed; failing over");
@@ -267,7 +252,7 @@ impl Agent {
                 }
                 Err(e) => {
                     if e.allows_failover() {
-                        self.mark_unhealthy(provider.name());
+                        self.models.mark_unhealthy(provider.name());
                     }
                     tracing::warn!(run = %req.run_id, provider = %provider_name, error = %e, "model call failed");
                     out.status = Status::Error(e.to_string());
@@ -281,16 +266,17 @@ impl Agent {
             if calls.is_empty() {
                 break;
             }
-            let results = self.run_tools(calls, out.session_id.clone(), events, cancel).await;
+            let timeout = Duration::from_millis(settings.agent.tool_timeout_ms);
+            let results = self.run_tools(&registry, timeout, calls, out.session_id.clone(), events, cancel).await;
             messages.push(Message { role: Role::User, content: results });
             if cancel.is_cancelled() {
                 out.status = Status::Aborted;
                 break;
             }
-            if steps >= self.config.max_steps {
+            if steps >= settings.agent.max_steps {
                 let note = format!(
                     "\n\n(I stopped here: this answer needed more than {} model calls, the limit set in [agent] max_steps.)",
-                    self.config.max_steps
+                    settings.agent.max_steps
                 );
                 text.push_str(&note);
                 let _ = events.send(AgentEvent::Text { delta: note.clone(), text: text.clone() });
@@ -300,18 +286,20 @@ impl Agent {
             }
         }
         out.text = text;
-        self.store_turn(req, &mut messages, history_len, &out).await;
+        if req.history.is_none() {
+            self.store_turn(req, &mut messages, history_len, &out).await;
+        }
         out
     }
 
     /// The next candidate whose provider can be built.
     fn next_provider(
         &self,
-        candidates: &mut impl Iterator<Item = (String, String)>,
+        candidates: &mut impl Iterator<Item = ModelRef>,
     ) -> Result<(String, String, Arc<dyn Provider>), String> {
         let mut last_error = String::from("no model to try");
         for (name, model) in candidates {
-            match self.provider(&name) {
+            match self.models.provider(&name) {
                 Ok(p) => return Ok((name, model, p)),
                 Err(e) => last_error = e,
             }
@@ -377,19 +365,21 @@ impl Agent {
     /// Runs the calls in parallel; every call gets a result, errors included.
     async fn run_tools(
         &self,
+        registry: &Registry,
+        timeout: Duration,
         calls: Vec<(String, String, Value)>,
         session_id: Option<String>,
         events: &UnboundedSender<AgentEvent>,
         cancel: &CancellationToken,
     ) -> Vec<Block> {
-        let timeout = Duration::from_millis(self.config.tool_timeout_ms);
+        let known: Vec<String> = registry.specs().into_iter().map(|s| s.name).collect();
         let runs = calls.into_iter().map(|(id, name, input)| {
-            let tool = self.tools.get(&name);
+            let tool = registry.get(&name);
             let store = self.store.clone();
             let session_id = session_id.clone();
             let events = events.clone();
             let cancel = cancel.clone();
-            let known: Vec<String> = self.tools.specs().into_iter().map(|s| s.name).collect();
+            let known = known.clone();
             async move {
                 let _ = events.send(AgentEvent::ToolStart { id: id.clone(), name: name.clone(), input: input.clone() });
                 let started = Instant::now();
@@ -397,7 +387,7 @@ impl Agent {
                     (_, Some(raw)) => Err(format!("the arguments were not valid JSON ({raw}); call the tool again with a JSON object")),
                     (None, _) => Err(format!("there is no tool named {name:?}; available tools: {}", known.join(", "))),
                     (Some(tool), None) => tokio::select! {
-                        r = tokio::time::timeout(timeout, tool.call(input)) => r.unwrap_or_else(|_| Err(format!("the tool did not finish within {} s and was stopped", timeout.as_secs()))),
+                        r = tokio::time::timeout(timeout, tool.call(input)) => r.unwrap_or_else(|_| Err(format!("the tool did not finish within {} ms and was stopped", timeout.as_millis()))),
                         _ = cancel.cancelled() => Err("the run was aborted".to_string()),
                     },
                 };
@@ -478,5 +468,6 @@ fn outcome(status: Status, text: String, started: Instant) -> Outcome {
         stop_reason: None,
         session_id: None,
         duration: started.elapsed(),
+        routing: None,
     }
 }

@@ -31,6 +31,11 @@ impl Registry {
         self.tools.insert(tool.spec().name, tool);
     }
 
+    /// Adds every tool of `other`, replacing same-named ones.
+    pub fn extend(&mut self, other: &Registry) {
+        self.tools.extend(other.tools.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
         self.tools.get(name).cloned()
     }

@@ -1,4 +1,5 @@
-//! Plain HTTP on the gateway port: liveness, readiness, and the WebSocket upgrade at `/`.
+//! Plain HTTP on the gateway port: liveness, readiness, the WebSocket upgrade at `/`, and
+//! the OpenAI-compatible API under `/v1` (openai_api.rs).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use super::{Gateway, methods, ws};
+use super::{Gateway, methods, openai_api, ws};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -20,6 +21,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(health))
         .route("/ready", get(ready))
         .route("/readyz", get(ready))
+        .merge(openai_api::routes(gw.config.gateway.max_payload))
         .fallback(not_found)
         .with_state(gw)
 }
@@ -70,6 +72,9 @@ async fn root(
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": "not found", "see": "/health, /readyz, WebSocket at /"})))
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "not found", "see": "/health, /readyz, /v1/chat/completions, WebSocket at /"})),
+    )
         .into_response()
 }

@@ -5,6 +5,7 @@ mod auth;
 mod handshake;
 mod http;
 mod methods;
+mod openai_api;
 mod presence;
 mod protocol;
 mod runs;
@@ -74,8 +75,7 @@ pub fn now_ms() -> i64 {
 
 impl Gateway {
     pub fn new(config: Config, home: Home, store: Store) -> Arc<Gateway> {
-        let agent =
-            Agent::new(config.agent.clone(), config.providers.clone(), store.clone(), &home.root().join("workspace"));
+        let agent = Agent::new(config.agent.clone(), config.providers.clone(), store.clone(), home.root());
         Arc::new(Gateway {
             config,
             home,
@@ -172,6 +172,15 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
     tracing::info!(%local, "gateway listening");
 
     spawn_signal_handler(gw.shutdown.clone());
+    spawn_reload_handler(gw.clone());
+    // Runs still going when the grace period ends are aborted, even while an HTTP stream
+    // (a `/v1` answer) keeps the server itself waiting.
+    let watchdog = gw.clone();
+    tokio::spawn(async move {
+        watchdog.shutdown.cancelled().await;
+        tokio::time::sleep(Duration::from_millis(watchdog.config.gateway.shutdown_grace_ms)).await;
+        watchdog.runs.abort_all();
+    });
     let app = http::router(gw.clone());
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(gw.shutdown.clone().cancelled_owned());
@@ -194,6 +203,32 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
     }
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// SIGHUP reloads the agent and provider settings from skynet.toml and the environment.
+/// A bad file is reported and the running settings stay; gateway settings (port, bind,
+/// token) need a restart.
+fn spawn_reload_handler(gw: Arc<Gateway>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install the SIGHUP handler; restart the gateway to apply config changes");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let home = gw.home.root().to_path_buf();
+            let loaded =
+                tokio::task::spawn_blocking(move || Config::load(&home, &crate::config::Overrides::default())).await;
+            match loaded {
+                Ok(Ok(config)) => {
+                    gw.agent.models.replace(config.agent.clone(), config.providers.clone());
+                    tracing::info!(model = %config.agent.model, "configuration reloaded (SIGHUP); [gateway] changes need a restart");
+                }
+                Ok(Err(e)) => tracing::error!("configuration not reloaded, the running settings stay: {e}"),
+                Err(e) => tracing::error!(error = %e, "configuration reload failed"),
+            }
+        }
+    });
 }
 
 /// First SIGINT/SIGTERM starts a graceful shutdown; a second one exits at once.

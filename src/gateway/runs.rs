@@ -42,7 +42,7 @@ pub struct Runs {
 pub enum Started {
     New(watch::Receiver<Option<RunEnd>>),
     InFlight(watch::Receiver<Option<RunEnd>>),
-    Finished(RunEnd),
+    Finished(Box<RunEnd>),
 }
 
 impl Runs {
@@ -93,6 +93,15 @@ pub fn canonical_session_key(key: &str) -> String {
 
 /// Starts a run unless one with this id is live or recently finished.
 pub fn start(gw: &Arc<Gateway>, req: RunRequest) -> Started {
+    start_observed(gw, req, None)
+}
+
+/// Like `start`; a new run also sends its progress to `observer` (the `/v1` stream).
+pub fn start_observed(
+    gw: &Arc<Gateway>,
+    req: RunRequest,
+    observer: Option<mpsc::UnboundedSender<AgentEvent>>,
+) -> Started {
     let run_id = req.run_id.clone();
     {
         let mut live = gw.runs.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,7 +109,7 @@ pub fn start(gw: &Arc<Gateway>, req: RunRequest) -> Started {
             return Started::InFlight(l.done.clone());
         }
         if let Some(end) = gw.runs.finished(&run_id) {
-            return Started::Finished(end);
+            return Started::Finished(Box::new(end));
         }
         let (done_tx, done_rx) = watch::channel(None);
         // Not tied to shutdown: a run in flight may finish within the grace period.
@@ -109,13 +118,19 @@ pub fn start(gw: &Arc<Gateway>, req: RunRequest) -> Started {
             run_id.clone(),
             Live { session_key: req.session_key.clone(), cancel: cancel.clone(), done: done_rx.clone() },
         );
-        gw.tasks.spawn(drive(gw.clone(), req, cancel, done_tx));
+        gw.tasks.spawn(drive(gw.clone(), req, cancel, done_tx, observer));
         Started::New(done_rx)
     }
 }
 
 /// Runs the agent and turns its progress into protocol events.
-async fn drive(gw: Arc<Gateway>, req: RunRequest, cancel: CancellationToken, done: watch::Sender<Option<RunEnd>>) {
+async fn drive(
+    gw: Arc<Gateway>,
+    req: RunRequest,
+    cancel: CancellationToken,
+    done: watch::Sender<Option<RunEnd>>,
+    observer: Option<mpsc::UnboundedSender<AgentEvent>>,
+) {
     let run_id = req.run_id.clone();
     let key = req.session_key.clone();
     let mut ev = EventShaper::new(&gw, &run_id, &key);
@@ -125,14 +140,20 @@ async fn drive(gw: Arc<Gateway>, req: RunRequest, cancel: CancellationToken, don
     let agent = gw.agent.clone();
     let run = agent.run(req, tx, cancel);
     tokio::pin!(run);
+    let forward = |ev: &mut EventShaper, event: AgentEvent| {
+        if let Some(o) = &observer {
+            let _ = o.send(event.clone());
+        }
+        ev.progress(event);
+    };
     let outcome = loop {
         tokio::select! {
-            Some(event) = rx.recv() => ev.progress(event),
+            Some(event) = rx.recv() => forward(&mut ev, event),
             outcome = &mut run => break outcome,
         }
     };
     while let Ok(event) = rx.try_recv() {
-        ev.progress(event);
+        forward(&mut ev, event);
     }
     ev.finish(&outcome);
 
@@ -227,7 +248,7 @@ impl<'a> EventShaper<'a> {
                 self.agent("lifecycle", json!({"phase": "end", "endedAt": now_ms()}));
                 self.chat(
                     "final",
-                    json!({"stopReason": o.stop_reason, "usage": usage, "provider": o.provider, "model": o.model}),
+                    json!({"stopReason": o.stop_reason, "usage": usage, "provider": o.provider, "model": o.model, "routing": o.routing}),
                 );
             }
             Status::Aborted => {

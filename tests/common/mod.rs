@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub mod fake_anthropic;
+pub mod fake_openai;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -172,13 +173,15 @@ pub enum Got {
 pub struct Client {
     pub ws: Ws,
     pub challenge: Value,
+    /// Events that arrived while `call` waited for its response, delivered next.
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Client {
     /// Opens a socket and reads the challenge.
     pub async fn open(g: &Gateway) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(g.ws_url()).await.expect("websocket connect");
-        let mut c = Client { ws, challenge: Value::Null };
+        let mut c = Client { ws, challenge: Value::Null, pending: Default::default() };
         match c.next().await {
             Got::Json(v) => c.challenge = v,
             other => panic!("expected a challenge, got {other:?}"),
@@ -210,6 +213,9 @@ impl Client {
 
     /// The next JSON frame or the close, skipping pings; panics after 10 s.
     pub async fn next(&mut self) -> Got {
+        if let Some(v) = self.pending.pop_front() {
+            return Got::Json(v);
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.expect("no frame within 10 s");
@@ -227,12 +233,17 @@ impl Client {
         }
     }
 
-    /// The next frame that is not an event (events such as `presence` interleave).
+    /// The next frame that is not an event (events such as `presence` interleave); the
+    /// events passed over are kept for `next`.
     pub async fn next_res(&mut self) -> Value {
+        let mut passed = Vec::new();
         loop {
             match self.next().await {
-                Got::Json(v) if v["type"] == "event" => continue,
-                Got::Json(v) => return v,
+                Got::Json(v) if v["type"] == "event" => passed.push(v),
+                Got::Json(v) => {
+                    self.pending.extend(passed);
+                    return v;
+                }
                 Got::Closed(code, reason) => panic!("closed ({code:?}, {reason}) while waiting for a response"),
             }
         }
@@ -287,4 +298,34 @@ pub fn connect_params(token: &str, min: u32, max: u32, scopes: &[&str]) -> Value
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Sends with chat.send and collects events until the run's terminal chat event.
+pub async fn chat_turn(c: &mut Client, key: &str, message: &str, idem: &str) -> (Vec<Value>, Value) {
+    let res = c.call("chat.send", json!({"sessionKey": key, "message": message, "idempotencyKey": idem})).await;
+    assert_eq!(res["payload"], json!({"runId": idem, "status": "started"}), "{res}");
+    let mut events = Vec::new();
+    loop {
+        let ev = match c.next().await {
+            Got::Json(v) if v["type"] == "event" && v["payload"]["runId"] == idem => v,
+            Got::Json(_) => continue,
+            Got::Closed(code, reason) => panic!("closed {code:?} {reason}"),
+        };
+        let terminal = ev["event"] == "chat" && ev["payload"]["state"] != "delta";
+        events.push(ev.clone());
+        if terminal {
+            return (events, ev);
+        }
+    }
+}
+
+/// Waits until the model has started streaming text.
+pub async fn until_streaming(c: &mut Client) {
+    loop {
+        if let Got::Json(v) = c.next().await
+            && v["payload"]["stream"] == "assistant"
+        {
+            return;
+        }
+    }
 }

@@ -50,13 +50,7 @@ pub async fn send(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
     let p: SendParams = protocol::parse_params("chat.send", params)?;
     check_send("chat.send", &p.session_key, &p.message, &p.idempotency_key)?;
     let run_id = p.idempotency_key.clone();
-    let req = RunRequest {
-        run_id: run_id.clone(),
-        session_key: canonical_session_key(&p.session_key),
-        message: p.message,
-        model: p.model,
-        channel: "webchat".into(),
-    };
+    let req = RunRequest::new(run_id.clone(), canonical_session_key(&p.session_key), p.message, p.model, "webchat");
     Ok(match runs::start(&ctx.gw, req) {
         Started::New(_) => json!({"runId": run_id, "status": "started"}),
         Started::InFlight(_) => json!({"runId": run_id, "status": "in_flight"}),
@@ -168,13 +162,8 @@ pub async fn agent(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
     let key = p.session_key.unwrap_or_else(|| "main".into());
     check_send("agent", &key, &p.message, &p.idempotency_key)?;
     let run_id = p.idempotency_key.clone();
-    let req = RunRequest {
-        run_id: run_id.clone(),
-        session_key: canonical_session_key(&key),
-        message: p.message,
-        model: p.model,
-        channel: p.channel.unwrap_or_else(|| "gateway".into()),
-    };
+    let channel = p.channel.unwrap_or_else(|| "gateway".into());
+    let req = RunRequest::new(run_id.clone(), canonical_session_key(&key), p.message, p.model, &channel);
     let mut done = match runs::start(&ctx.gw, req) {
         Started::Finished(end) => return agent_result(&run_id, &end),
         Started::New(rx) | Started::InFlight(rx) => rx,

@@ -2,6 +2,7 @@
 //! table is also what hello-ok advertises, so only implemented methods are ever listed.
 
 pub mod chat;
+pub mod models;
 pub mod sessions;
 pub mod system;
 
@@ -55,7 +56,8 @@ static METHODS: &[Method] = &[
     Method { name: "sessions.list", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(sessions::list(c, p)) },
     Method { name: "sessions.reset", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(sessions::reset(c, p)) },
     Method { name: "sessions.delete", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(sessions::delete(c, p)) },
-    Method { name: "models.list", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(sessions::models(c, p)) },
+    Method { name: "models.list", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(models::list(c, p)) },
+    Method { name: "models.set", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(models::set(c, p)) },
 ];
 
 pub fn find(name: &str) -> Option<&'static Method> {

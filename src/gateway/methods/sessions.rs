@@ -1,10 +1,9 @@
-//! `sessions.list`, `sessions.reset`, `sessions.delete` and `models.list`.
+//! `sessions.list`, `sessions.reset` and `sessions.delete`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Ctx, NoParams};
-use crate::agent::providers;
+use super::Ctx;
 use crate::gateway::now_ms;
 use crate::gateway::protocol::{self, RpcError};
 use crate::gateway::runs::canonical_session_key;
@@ -23,7 +22,7 @@ pub async fn list(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
     let unavailable = |e: crate::store::StoreError| RpcError::unavailable(e.to_string());
     let sessions = store.list_sessions(limit).await.map_err(unavailable)?;
     let total = store.session_count().await.map_err(unavailable)?;
-    let default_model = ctx.gw.agent.default_model();
+    let default_model = ctx.gw.agent.models.settings().agent.model.clone();
     let rows: Vec<Value> = sessions
         .iter()
         .map(|s| {
@@ -34,7 +33,7 @@ pub async fn list(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
                 "updatedAt": s.updated_at,
                 "createdAt": s.created_at,
                 "messageCount": s.message_count,
-                "model": s.model.as_deref().unwrap_or(default_model),
+                "model": s.model.as_deref().unwrap_or(&default_model),
                 "status": "idle",
             })
         })
@@ -83,21 +82,4 @@ pub async fn delete(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> 
     ctx.gw.runs.abort(&key, None);
     let deleted = ctx.gw.store.delete_session(&key).await.map_err(|e| RpcError::unavailable(e.to_string()))?;
     Ok(json!({"ok": true, "key": key, "deleted": deleted}))
-}
-
-/// The configured model, the aliases, and each preset's default model.
-pub async fn models(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
-    protocol::parse_params::<NoParams>("models.list", params)?;
-    let agent = &ctx.gw.agent;
-    let mut models = Vec::new();
-    if let Some((provider, model)) = agent.resolve_model(None) {
-        models.push(json!({"id": format!("{provider}/{model}"), "provider": provider, "name": model, "default": true}));
-    }
-    for (alias, target) in agent.aliases() {
-        models.push(json!({"id": alias, "alias": true, "target": target}));
-    }
-    for preset in providers::presets() {
-        models.push(json!({"id": format!("{}/{}", preset.name, preset.default_model), "provider": preset.name, "name": preset.default_model}));
-    }
-    Ok(json!({"models": models}))
 }
