@@ -5,9 +5,11 @@ mod config;
 mod doctor;
 mod fsutil;
 mod gateway;
+mod health;
 mod home;
 mod logging;
 mod plugins;
+mod service;
 mod store;
 
 use std::io::{IsTerminal, Write};
@@ -42,6 +44,23 @@ enum Command {
     Run(RunArgs),
     /// Check the configuration, home directory and database, and say what to fix
     Doctor,
+    /// Run Skynet as a background service (systemd user unit, or launchd agent on macOS)
+    Service {
+        #[command(subcommand)]
+        action: service::Action,
+        /// A system-wide service (needs root) instead of one for your user
+        #[arg(long, global = true)]
+        system: bool,
+        /// With `install`: print the unit/plist and where it would go; change nothing
+        #[arg(long, global = true)]
+        dry_run: bool,
+    },
+    /// Exit 0 if the gateway on the configured port answers /health (for container health checks)
+    Health {
+        /// Ask this URL instead of http://127.0.0.1:<[gateway] port>/health
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Args, Default)]
@@ -60,9 +79,11 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(args, cli.log_format),
         Command::Doctor => return doctor::run(),
+        Command::Service { action, system, dry_run } => service::run(action, system, dry_run),
+        Command::Health { url } => health::run(url.as_deref()),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
@@ -73,7 +94,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+fn run(args: RunArgs, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
     let home = Home::resolve()?;
     let prepared = home.prepare()?;
     let config = Config::load(home.root(), &Overrides { bind: args.bind, port: args.port })?;
@@ -102,5 +123,6 @@ fn run(args: RunArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         );
         let mut out = std::io::stdout();
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
-    }))
+    }))?;
+    Ok(ExitCode::SUCCESS)
 }
