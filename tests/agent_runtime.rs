@@ -108,15 +108,7 @@ async fn a_tool_that_never_returns_is_stopped_and_its_processes_killed() {
     assert!(final_text(&fin).contains("did not finish within 700 ms"), "the model was told: {fin}");
 
     // The script's own child (sleep 60) died with it.
-    let pid = std::fs::read_to_string(home.join("tools/hang/child.pid")).unwrap();
-    let proc = format!("/proc/{}", pid.trim());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Path::new(&proc).exists()
-        && !std::fs::read_to_string(format!("{proc}/stat")).unwrap_or_default().contains(") Z ")
-    {
-        assert!(Instant::now() < deadline, "the plugin's child process {pid} outlived the timeout");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(&home.join("tools/hang/child.pid"));
     let (_, fin) = chat_turn(&mut c, "main", "still there?", "hang-2").await;
     assert_eq!(final_text(&fin), "Echo: still there?");
 }
@@ -232,10 +224,64 @@ async fn sighup_reloads_the_model_and_a_broken_file_keeps_the_running_settings()
     assert_eq!(fin["payload"]["model"], "claude-reloaded", "the running settings stayed");
 }
 
+/// Waits (up to 5 s) until the process whose pid the file holds is gone or a zombie.
+fn wait_gone(pid_file: &Path) {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let proc = format!("/proc/{}", pid.trim());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&proc).exists()
+        && !std::fs::read_to_string(format!("{proc}/stat")).unwrap_or_default().contains(") Z ")
+    {
+        assert!(Instant::now() < deadline, "the tool's child process {} outlived its run", pid.trim());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_for_log(g: &Gateway, needle: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while g.stderr().matches(needle).count() < count {
         assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", g.stderr());
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[tokio::test]
+async fn chat_abort_stops_a_running_tool_and_its_processes() {
+    let fake = FakeAnthropic::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    plugin(
+        &home,
+        "sleepy",
+        "description = \"Sleeps a minute.\"\ncommand = [\"sh\", \"-c\", \"sleep 60 & echo $! > child.pid; wait\"]\n",
+    );
+    let mut env = env_for(&fake);
+    env.push(("SKYNET_AGENT__MODEL", "anthropic/claude-test".into()));
+    let g = start(&home, &env);
+    let (mut c, _) = Client::backend(&g, 3).await;
+    let res =
+        c.call("chat.send", json!({"sessionKey": "ab", "message": "call:sleepy", "idempotencyKey": "ab-1"})).await;
+    assert_eq!(res["ok"], true);
+    let pid_file = home.join("tools/sleepy/child.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the tool never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let aborted_at = Instant::now();
+    let res = c.call("chat.abort", json!({"sessionKey": "ab"})).await;
+    assert_eq!(res["payload"]["aborted"], true, "{res}");
+    let fin = loop {
+        let ev = c.next_event("chat").await;
+        if ev["payload"]["runId"] == "ab-1" && ev["payload"]["state"] != "delta" {
+            break ev;
+        }
+    };
+    assert_eq!(fin["payload"]["state"], "aborted");
+    assert!(aborted_at.elapsed() < Duration::from_secs(5), "the abort did not wait for the tool");
+    wait_gone(&pid_file);
+    let h = c.call("chat.history", json!({"sessionKey": "ab"})).await;
+    let msgs = h["payload"]["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2, "the turn is stored whole: {h}");
+    assert_eq!(msgs[1]["content"][0]["text"], "[aborted]");
 }
