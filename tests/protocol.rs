@@ -81,7 +81,7 @@ async fn health_status_and_presence_over_the_socket() {
 
     let h = a.call("health", json!({})).await["payload"].clone();
     assert_eq!((h["ok"].as_bool(), h["store"]["ok"].as_bool()), (Some(true), Some(true)));
-    assert_eq!(h["store"]["schemaVersion"], 2);
+    assert_eq!(h["store"]["schemaVersion"], 3);
 
     let s = a.call("status", json!({})).await["payload"].clone();
     assert_eq!(s["runtimeVersion"], env!("CARGO_PKG_VERSION"));

@@ -16,11 +16,11 @@ use super::models::{ModelRef, Models};
 use super::prompt::{PromptBuilder, TurnContext};
 use super::providers::{Provider, ProviderError};
 use super::router::Decision;
-use super::tools::Registry;
+use super::tools::{BuiltinDeps, Registry, ToolCtx};
 use super::types::{Block, ChatRequest, Message, Role, StopReason, StreamEvent, Usage};
 use crate::config::{AgentConfig, ProviderConfig};
 use crate::plugins::PluginSet;
-use crate::store::Store;
+use crate::store::{Store, ToolCallRecord};
 
 /// How many stored messages are sent back to the model.
 const HISTORY_LIMIT: usize = 200;
@@ -97,11 +97,12 @@ impl Agent {
         store: Store,
         home: &std::path::Path,
     ) -> Agent {
+        let deps = BuiltinDeps { workspace: home.join("workspace"), store: store.clone() };
         Agent {
             models: Models::new(config, provider_config),
             store,
             prompt: PromptBuilder::new(&home.join("workspace")),
-            builtins: Registry::with_builtins(),
+            builtins: Registry::with_builtins(&deps),
             plugins: PluginSet::new(home.join("tools")),
             session_locks: Mutex::new(HashMap::new()),
         }
@@ -267,7 +268,8 @@ impl Agent {
                 break;
             }
             let timeout = Duration::from_millis(settings.agent.tool_timeout_ms);
-            let results = self.run_tools(&registry, timeout, calls, out.session_id.clone(), events, cancel).await;
+            let ctx = ToolCtx { user_id: None, session_key: req.session_key.clone() };
+            let results = self.run_tools(&registry, timeout, calls, out.session_id.clone(), &ctx, events, cancel).await;
             messages.push(Message { role: Role::User, content: results });
             if cancel.is_cancelled() {
                 out.status = Status::Aborted;
@@ -369,6 +371,7 @@ impl Agent {
         timeout: Duration,
         calls: Vec<(String, String, Value)>,
         session_id: Option<String>,
+        ctx: &ToolCtx,
         events: &UnboundedSender<AgentEvent>,
         cancel: &CancellationToken,
     ) -> Vec<Block> {
@@ -380,6 +383,8 @@ impl Agent {
             let events = events.clone();
             let cancel = cancel.clone();
             let known = known.clone();
+            let ctx = ctx.clone();
+            let user_id = ctx.user_id;
             async move {
                 let _ = events.send(AgentEvent::ToolStart { id: id.clone(), name: name.clone(), input: input.clone() });
                 let started = Instant::now();
@@ -387,16 +392,23 @@ impl Agent {
                     (_, Some(raw)) => Err(format!("the arguments were not valid JSON ({raw}); call the tool again with a JSON object")),
                     (None, _) => Err(format!("there is no tool named {name:?}; available tools: {}", known.join(", "))),
                     (Some(tool), None) => tokio::select! {
-                        r = tokio::time::timeout(timeout, tool.call(input)) => r.unwrap_or_else(|_| Err(format!("the tool did not finish within {} ms and was stopped", timeout.as_millis()))),
+                        r = tokio::time::timeout(timeout, tool.call(input, ctx)) => r.unwrap_or_else(|_| Err(format!("the tool did not finish within {} ms and was stopped", timeout.as_millis()))),
                         _ = cancel.cancelled() => Err("the run was aborted".to_string()),
                     },
                 };
-                let elapsed = started.elapsed().as_millis() as u64;
-                if let Err(e) = store.record_tool_call(&name, session_id, elapsed, result.as_ref().err().cloned()).await {
+                let record = ToolCallRecord {
+                    name: name.clone(),
+                    session_id,
+                    user_id,
+                    topic: result.as_ref().ok().and_then(|o| o.topic.clone()),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    error: result.as_ref().err().cloned(),
+                };
+                if let Err(e) = store.record_tool_call(record).await {
                     tracing::warn!(error = %e, "cannot record tool usage");
                 }
                 let (ok, output) = match result {
-                    Ok(o) => (true, o),
+                    Ok(o) => (true, o.text),
                     Err(e) => (false, e),
                 };
                 let _ = events.send(AgentEvent::ToolEnd { id: id.clone(), name, ok, output: output.clone() });

@@ -11,8 +11,40 @@ use super::types::ToolSpec;
 
 pub trait Tool: Send + Sync {
     fn spec(&self) -> ToolSpec;
+    /// The permission group roles refer to (`[roles.*] tools = ["@files", ...]`).
+    fn group(&self) -> &'static str {
+        "general"
+    }
     /// Runs the tool; an `Err` is reported to the model as a failed tool result.
-    fn call(&self, input: Value) -> BoxFuture<'static, Result<String, String>>;
+    fn call(&self, input: Value, ctx: ToolCtx) -> BoxFuture<'static, Result<ToolOutput, String>>;
+}
+
+/// Who and where a tool runs for.
+#[derive(Debug, Clone, Default)]
+pub struct ToolCtx {
+    /// The person the run answers (None: an anonymous, stateless API call).
+    pub user_id: Option<i64>,
+    pub session_key: String,
+}
+
+/// A tool's result, and the knowledge topic it used (feeds the hot index).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolOutput {
+    pub text: String,
+    pub topic: Option<String>,
+}
+
+impl From<String> for ToolOutput {
+    fn from(text: String) -> Self {
+        ToolOutput { text, topic: None }
+    }
+}
+
+/// What the built-in tools work with.
+pub struct BuiltinDeps {
+    /// The folder file and shell tools work in (and never leave).
+    pub workspace: std::path::PathBuf,
+    pub store: crate::store::Store,
 }
 
 #[derive(Clone, Default)]
@@ -21,7 +53,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn with_builtins() -> Registry {
+    pub fn with_builtins(deps: &BuiltinDeps) -> Registry {
+        let _ = (&deps.workspace, &deps.store);
         let mut r = Registry::default();
         r.add(Arc::new(CurrentTime));
         r
@@ -58,13 +91,17 @@ impl Tool for CurrentTime {
         }
     }
 
-    fn call(&self, _input: Value) -> BoxFuture<'static, Result<String, String>> {
+    fn group(&self) -> &'static str {
+        "time"
+    }
+
+    fn call(&self, _input: Value, _ctx: ToolCtx) -> BoxFuture<'static, Result<ToolOutput, String>> {
         Box::pin(async {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_err(|e| e.to_string())?
                 .as_secs();
-            Ok(json!({"utc": super::prompt::format_utc(secs), "unix": secs}).to_string())
+            Ok(json!({"utc": super::prompt::format_utc(secs), "unix": secs}).to_string().into())
         })
     }
 }

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::agent::tools::Tool;
+use crate::agent::tools::{Tool, ToolCtx, ToolOutput};
 use crate::agent::types::ToolSpec;
 
 /// Output beyond this is cut, so one chatty program cannot flood the model's context.
@@ -162,7 +162,11 @@ impl Tool for ScriptTool {
         self.spec.clone()
     }
 
-    fn call(&self, input: Value) -> BoxFuture<'static, Result<String, String>> {
+    fn group(&self) -> &'static str {
+        "plugins"
+    }
+
+    fn call(&self, input: Value, _ctx: ToolCtx) -> BoxFuture<'static, Result<ToolOutput, String>> {
         let mut cmd = tokio::process::Command::new(self.program());
         cmd.args(&self.command[1..])
             .current_dir(&self.dir)
@@ -206,7 +210,7 @@ impl Tool for ScriptTool {
                 s
             };
             if status.success() {
-                Ok(text(&out))
+                Ok(text(&out).into())
             } else {
                 let why = if err.is_empty() { text(&out) } else { text(&err) };
                 Err(format!("the {name} plugin failed ({status}): {}", why.trim()))
@@ -272,7 +276,7 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(tools[0].spec.name, "greet");
         assert_eq!(tools[0].spec.input_schema["properties"]["who"]["type"], "string");
-        let out = tools[0].call(json!({"who": "ann"})).await.unwrap();
+        let out = tools[0].call(json!({"who": "ann"}), ToolCtx::default()).await.unwrap().text;
         assert_eq!(out.trim(), r#"hello {"who":"ann"} from greet; key=none"#);
     }
 
@@ -287,10 +291,10 @@ mod tests {
         );
         plugin(root.path(), "slow", "description = \"d\"\ncommand = [\"sleep\", \"30\"]\ntimeout_ms = 200\n", None);
         let (tools, _) = load_dir(root.path());
-        let err = tools[0].call(json!({})).await.unwrap_err();
+        let err = tools[0].call(json!({}), ToolCtx::default()).await.unwrap_err();
         assert!(err.contains("broken") && err.contains("exit status: 3"), "{err}");
         let started = std::time::Instant::now();
-        let err = tools[1].call(json!({})).await.unwrap_err();
+        let err = tools[1].call(json!({}), ToolCtx::default()).await.unwrap_err();
         assert!(err.contains("did not finish within 200 ms"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use devices::Device;
+pub use sessions::ToolCallRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -27,6 +27,17 @@ pub struct StoredMessage {
     pub created_at: i64,
 }
 
+/// One finished tool call, for usage statistics.
+#[derive(Debug, Clone, Default)]
+pub struct ToolCallRecord {
+    pub name: String,
+    pub session_id: Option<String>,
+    pub user_id: Option<i64>,
+    pub topic: Option<String>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
 /// Why a turn was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum TurnError {
@@ -224,19 +235,22 @@ impl Store {
         self.call(move |c| Ok(c.execute("DELETE FROM sessions WHERE key = ?1", [&key])? > 0)).await
     }
 
-    /// Records one tool call for usage statistics.
-    pub async fn record_tool_call(
-        &self,
-        name: &str,
-        session_id: Option<String>,
-        duration_ms: u64,
-        error: Option<String>,
-    ) -> Result<(), StoreError> {
-        let name = name.to_string();
+    /// Records one tool call for usage statistics (and the hot knowledge index).
+    pub async fn record_tool_call(&self, call: ToolCallRecord) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
-                "INSERT INTO tool_calls (name, session_id, duration_ms, ok, error, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![name, session_id, duration_ms as i64, error.is_none(), error, now_ms()],
+                "INSERT INTO tool_calls (name, session_id, user_id, topic, duration_ms, ok, error, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    call.name,
+                    call.session_id,
+                    call.user_id,
+                    call.topic,
+                    call.duration_ms as i64,
+                    call.error.is_none(),
+                    call.error,
+                    now_ms()
+                ],
             )
             .map(drop)
         })
