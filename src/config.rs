@@ -28,6 +28,9 @@ pub struct Config {
     /// `[providers.<name>]`: overrides for a registry preset, or a new OpenAI-compatible service.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    pub users: crate::users::UsersConfig,
+    /// `[roles.admin|user|child]`: what each role may do.
+    pub roles: BTreeMap<String, crate::users::RoleConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +282,16 @@ impl Config {
                 "gateway.tick_interval_ms",
                 format!("{} ms is too short", g.tick_interval_ms),
                 "Use at least 1000 (one second); the default is 30000.".into(),
+            ));
+        }
+        if let Err(e) = crate::users::parse_default_role(&self.users.default_role) {
+            return Err(("users.default_role", e, "The default is \"none\": strangers are refused politely.".into()));
+        }
+        if let Some(bad) = self.roles.keys().find(|k| k.parse::<crate::users::Role>().is_err()) {
+            return Err((
+                "roles",
+                format!("[roles.{bad}] is not a role"),
+                "Roles are admin, user and child; rename or remove the section.".into(),
             ));
         }
         if g.max_payload < 64 * 1024 {

@@ -11,6 +11,7 @@ mod logging;
 mod plugins;
 mod service;
 mod store;
+mod users;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -55,6 +56,11 @@ enum Command {
         #[arg(long, global = true)]
         dry_run: bool,
     },
+    /// Manage users, roles and linked channel identities
+    User {
+        #[command(subcommand)]
+        cmd: users::cli::UserCmd,
+    },
     /// Exit 0 if the gateway on the configured port answers /health (for container health checks)
     Health {
         /// Ask this URL instead of http://127.0.0.1:<[gateway] port>/health
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
         Command::Doctor => return doctor::run(),
         Command::Service { action, system, dry_run } => service::run(action, system, dry_run),
         Command::Health { url } => health::run(url.as_deref()),
+        Command::User { cmd } => users::cli::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -40,7 +40,11 @@ async fn challenge_comes_first_and_hello_ok_lists_only_implemented_methods() {
             "sessions.reset",
             "sessions.delete",
             "models.list",
-            "models.set"
+            "models.set",
+            "users.whoami",
+            "users.linkCode",
+            "users.link",
+            "users.list"
         ])
     );
     assert_eq!(hello["auth"]["scopes"], json!(["operator.read"]));

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::providers::{self, Provider};
 use super::router::{self, Decision, Tier};
 use crate::config::{AgentConfig, ProviderConfig};
+use crate::users::Permissions;
 
 pub struct Models {
     settings: RwLock<Arc<Settings>>,
@@ -21,15 +22,16 @@ pub struct Models {
 pub struct Settings {
     pub agent: AgentConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
+    pub permissions: Permissions,
 }
 
 /// A `<provider>/<model>` pair.
 pub type ModelRef = (String, String);
 
 impl Models {
-    pub fn new(agent: AgentConfig, providers: BTreeMap<String, ProviderConfig>) -> Models {
+    pub fn new(agent: AgentConfig, providers: BTreeMap<String, ProviderConfig>, permissions: Permissions) -> Models {
         Models {
-            settings: RwLock::new(Arc::new(Settings { agent, providers })),
+            settings: RwLock::new(Arc::new(Settings { agent, providers, permissions })),
             providers: Mutex::new(HashMap::new()),
             unhealthy: Mutex::new(HashMap::new()),
         }
@@ -40,8 +42,9 @@ impl Models {
     }
 
     /// Replaces the settings (config reload); provider clients are rebuilt on next use.
-    pub fn replace(&self, agent: AgentConfig, providers: BTreeMap<String, ProviderConfig>) {
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Settings { agent, providers });
+    pub fn replace(&self, agent: AgentConfig, providers: BTreeMap<String, ProviderConfig>, permissions: Permissions) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Settings { agent, providers, permissions });
         self.providers.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
@@ -50,7 +53,7 @@ impl Models {
         let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
         let mut agent = s.agent.clone();
         agent.model = model.to_string();
-        *s = Arc::new(Settings { agent, providers: s.providers.clone() });
+        *s = Arc::new(Settings { agent, providers: s.providers.clone(), permissions: s.permissions.clone() });
     }
 
     /// Splits `<provider>/<model>` after applying aliases; `None` when nothing is configured.
@@ -149,7 +152,7 @@ mod tests {
             aliases: [("fast".to_string(), "groq/llama-3.1-8b-instant".to_string())].into(),
             router,
         };
-        Models::new(agent, BTreeMap::new())
+        Models::new(agent, BTreeMap::new(), Permissions::default())
     }
 
     #[test]

@@ -37,8 +37,17 @@ impl PromptBuilder {
             .join("\n\n")
     }
 
-    pub fn system(&self) -> SystemPrompt {
-        SystemPrompt { static_tier: self.read_all(&STATIC_FILES), user_tier: self.read_all(&USER_FILES) }
+    /// The two cached tiers; `about_user` (who this is, what Skynet remembers of them) is
+    /// appended to USER.md and must itself be stable between turns.
+    pub fn system(&self, about_user: &str) -> SystemPrompt {
+        let mut user_tier = self.read_all(&USER_FILES);
+        if !about_user.is_empty() {
+            if !user_tier.is_empty() {
+                user_tier.push_str("\n\n");
+            }
+            user_tier.push_str(about_user);
+        }
+        SystemPrompt { static_tier: self.read_all(&STATIC_FILES), user_tier }
     }
 
     /// The volatile tier for one user message.
@@ -92,9 +101,10 @@ mod tests {
             std::fs::write(dir.path().join(f), t).unwrap();
         }
         let p = PromptBuilder::new(dir.path());
-        let a = p.system();
+        let a = p.system("");
         assert_eq!(a.static_tier, "soul\n\nagents");
         assert_eq!(a.user_tier, "user");
-        assert_eq!(a, p.system(), "byte-identical across turns");
+        assert_eq!(a, p.system(""), "byte-identical across turns");
+        assert_eq!(p.system("You are talking with Ann.").user_tier, "user\n\nYou are talking with Ann.");
     }
 }

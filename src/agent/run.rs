@@ -12,15 +12,16 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::models::{ModelRef, Models};
+use super::models::{ModelRef, Models, Settings};
 use super::prompt::{PromptBuilder, TurnContext};
 use super::providers::{Provider, ProviderError};
 use super::router::Decision;
-use super::tools::{BuiltinDeps, Registry, ToolCtx};
+use super::tools::{BuiltinDeps, Registry, Tool, ToolCtx};
 use super::types::{Block, ChatRequest, Message, Role, StopReason, StreamEvent, Usage};
-use crate::config::{AgentConfig, ProviderConfig};
+use crate::config::Config;
 use crate::plugins::PluginSet;
-use crate::store::{Store, ToolCallRecord};
+use crate::store::{Person, Store, ToolCallRecord};
+use crate::users::Permissions;
 
 /// How many stored messages are sent back to the model.
 const HISTORY_LIMIT: usize = 200;
@@ -67,11 +68,23 @@ pub struct RunRequest {
     pub history: Option<Vec<Message>>,
     /// The caller's own system instructions, added to this turn's context.
     pub instructions: Option<String>,
+    /// Who the run answers; their role decides which tools and models it may use.
+    /// `None`: a trusted caller with every permission.
+    pub person: Option<Person>,
 }
 
 impl RunRequest {
     pub fn new(run_id: String, session_key: String, message: String, model: Option<String>, channel: &str) -> Self {
-        RunRequest { run_id, session_key, message, model, channel: channel.into(), history: None, instructions: None }
+        RunRequest {
+            run_id,
+            session_key,
+            message,
+            model,
+            channel: channel.into(),
+            history: None,
+            instructions: None,
+            person: None,
+        }
     }
 }
 
@@ -91,15 +104,11 @@ with your key in ANTHROPIC_API_KEY (or \"openai/gpt-4o-mini\" with OPENAI_API_KE
 local model with no key), then restart the gateway.";
 
 impl Agent {
-    pub fn new(
-        config: AgentConfig,
-        provider_config: BTreeMap<String, ProviderConfig>,
-        store: Store,
-        home: &std::path::Path,
-    ) -> Agent {
+    pub fn new(config: &Config, store: Store, home: &std::path::Path) -> Agent {
         let deps = BuiltinDeps { workspace: home.join("workspace"), store: store.clone() };
+        let permissions = Permissions::new(config.roles.clone());
         Agent {
-            models: Models::new(config, provider_config),
+            models: Models::new(config.agent.clone(), config.providers.clone(), permissions),
             store,
             prompt: PromptBuilder::new(&home.join("workspace")),
             builtins: Registry::with_builtins(&deps),
@@ -170,6 +179,13 @@ impl Agent {
         };
         let mut out = outcome(Status::Ok, String::new(), started);
         out.routing = routing;
+        if let Some(p) = &req.person
+            && let Err(why) = self.admit(p, &settings, req.model.as_deref(), &primary).await
+        {
+            tracing::info!(run = %req.run_id, user = %p.name, role = %p.role, reason = %why, "message refused");
+            out.status = Status::Error(why);
+            return out;
+        }
         let mut candidates = self.models.candidates(primary).into_iter();
         let (mut provider_name, mut model, mut provider) = match self.next_provider(&mut candidates) {
             Ok(c) => c,
@@ -209,9 +225,15 @@ impl Agent {
             ],
         });
 
-        let system = self.prompt.system();
+        let about = req.person.as_ref().map(|p| format!("You are talking with {} (role: {}).", p.name, p.role));
+        let system = self.prompt.system(about.as_deref().unwrap_or_default());
         let registry = self.tools();
-        let tools = registry.specs();
+        // The model is only offered what this person may use; run_tools checks again.
+        let offered = match &req.person {
+            Some(p) => registry.filtered(|t| settings.permissions.tool(p.role, &t.spec().name, t.group()).is_ok()),
+            None => registry.clone(),
+        };
+        let tools = offered.specs();
         let mut text = String::new();
         let mut steps = 0;
         loop {
@@ -268,8 +290,13 @@ impl Agent {
                 break;
             }
             let timeout = Duration::from_millis(settings.agent.tool_timeout_ms);
-            let ctx = ToolCtx { user_id: None, session_key: req.session_key.clone() };
-            let results = self.run_tools(&registry, timeout, calls, out.session_id.clone(), &ctx, events, cancel).await;
+            let ctx = ToolCtx { user_id: req.person.as_ref().map(|p| p.id), session_key: req.session_key.clone() };
+            let allowed = |t: &dyn Tool| match &req.person {
+                Some(p) => settings.permissions.tool(p.role, &t.spec().name, t.group()),
+                None => Ok(()),
+            };
+            let results =
+                self.run_tools(&registry, &allowed, timeout, calls, out.session_id.clone(), &ctx, events, cancel).await;
             messages.push(Message { role: Role::User, content: results });
             if cancel.is_cancelled() {
                 out.status = Status::Aborted;
@@ -292,6 +319,30 @@ impl Agent {
             self.store_turn(req, &mut messages, history_len, &out).await;
         }
         out
+    }
+
+    /// Whether the person may send now, to this model: the role's hourly message limit and
+    /// its model list.
+    async fn admit(
+        &self,
+        p: &Person,
+        settings: &Settings,
+        asked: Option<&str>,
+        model: &ModelRef,
+    ) -> Result<(), String> {
+        let resolved = format!("{}/{}", model.0, model.1);
+        settings.permissions.model(p.role, asked, &resolved)?;
+        let limit = settings.permissions.messages_per_hour(p.role);
+        if limit > 0 {
+            let sent = self.store.messages_last_hour(p.id).await.map_err(|e| e.to_string())?;
+            if sent >= i64::from(limit) {
+                return Err(format!(
+                    "you have sent {sent} messages in the last hour, the most the {} role allows; please wait a while",
+                    p.role
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The next candidate whose provider can be built.
@@ -365,9 +416,11 @@ impl Agent {
     }
 
     /// Runs the calls in parallel; every call gets a result, errors included.
+    #[allow(clippy::too_many_arguments, reason = "one call site; the pieces are unrelated")]
     async fn run_tools(
         &self,
         registry: &Registry,
+        allowed: &(dyn Fn(&dyn Tool) -> Result<(), String> + Sync),
         timeout: Duration,
         calls: Vec<(String, String, Value)>,
         session_id: Option<String>,
@@ -378,6 +431,7 @@ impl Agent {
         let known: Vec<String> = registry.specs().into_iter().map(|s| s.name).collect();
         let runs = calls.into_iter().map(|(id, name, input)| {
             let tool = registry.get(&name);
+            let refused = tool.as_ref().and_then(|t| allowed(t.as_ref()).err());
             let store = self.store.clone();
             let session_id = session_id.clone();
             let events = events.clone();
@@ -389,6 +443,7 @@ impl Agent {
                 let _ = events.send(AgentEvent::ToolStart { id: id.clone(), name: name.clone(), input: input.clone() });
                 let started = Instant::now();
                 let result = match (tool, input.get("__invalid_json")) {
+                    (Some(_), _) if refused.is_some() => Err(refused.unwrap_or_default()),
                     (_, Some(raw)) => Err(format!("the arguments were not valid JSON ({raw}); call the tool again with a JSON object")),
                     (None, _) => Err(format!("there is no tool named {name:?}; available tools: {}", known.join(", "))),
                     (Some(tool), None) => tokio::select! {
@@ -440,7 +495,8 @@ impl Agent {
             "usage": out.usage,
             "stopReason": out.stop_reason,
         });
-        if let Err(e) = self.store.append_turn(&req.session_key, turn, meta).await {
+        let user_id = req.person.as_ref().map(|p| p.id);
+        if let Err(e) = self.store.append_turn(&req.session_key, turn, meta, user_id).await {
             tracing::error!(run = %req.run_id, error = %e, "cannot store the turn");
         }
     }

@@ -69,6 +69,12 @@ impl Registry {
         self.tools.extend(other.tools.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 
+    /// The registry without the tools `keep` rejects.
+    pub fn filtered(&self, keep: impl Fn(&dyn Tool) -> bool) -> Registry {
+        let tools = self.tools.iter().filter(|(_, t)| keep(t.as_ref())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Registry { tools }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
         self.tools.get(name).cloned()
     }

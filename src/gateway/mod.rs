@@ -28,6 +28,7 @@ use crate::agent::Agent;
 use crate::config::Config;
 use crate::home::Home;
 use crate::store::Store;
+use crate::users::Permissions;
 
 pub use auth::FailureLimiter;
 
@@ -75,7 +76,7 @@ pub fn now_ms() -> i64 {
 
 impl Gateway {
     pub fn new(config: Config, home: Home, store: Store) -> Arc<Gateway> {
-        let agent = Agent::new(config.agent.clone(), config.providers.clone(), store.clone(), home.root());
+        let agent = Agent::new(&config, store.clone(), home.root());
         Arc::new(Gateway {
             config,
             home,
@@ -182,6 +183,11 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
         watchdog.runs.abort_all();
     });
     let app = http::router(gw.clone());
+    // Streamed events are small writes: without TCP_NODELAY, Nagle's algorithm holds each
+    // one back until the client's delayed ACK (~40 ms) arrives.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
+        let _ = s.set_nodelay(true);
+    });
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(gw.shutdown.clone().cancelled_owned());
     server.await.context("the HTTP server failed")?;
@@ -222,7 +228,11 @@ fn spawn_reload_handler(gw: Arc<Gateway>) {
                 tokio::task::spawn_blocking(move || Config::load(&home, &crate::config::Overrides::default())).await;
             match loaded {
                 Ok(Ok(config)) => {
-                    gw.agent.models.replace(config.agent.clone(), config.providers.clone());
+                    gw.agent.models.replace(
+                        config.agent.clone(),
+                        config.providers.clone(),
+                        Permissions::new(config.roles.clone()),
+                    );
                     tracing::info!(model = %config.agent.model, "configuration reloaded (SIGHUP); [gateway] changes need a restart");
                 }
                 Ok(Err(e)) => tracing::error!("configuration not reloaded, the running settings stay: {e}"),

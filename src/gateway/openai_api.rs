@@ -192,7 +192,13 @@ async fn completions(
         Some(_) => return bad_request("user must be at most 200 characters", Some("user")),
         None => (format!("openai:{run_id}"), Some(history)),
     };
+    // The token holder is the gateway's owner.
+    let person = match crate::users::owner(&gw.store).await {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "api_error", "unavailable", None, e.to_string()),
+    };
     let mut run = RunRequest::new(run_id.clone(), session_key.clone(), message, model, "openai-api");
+    run.person = Some(person);
     run.history = history;
     run.instructions = Some(instructions).filter(|i| !i.trim().is_empty());
 

@@ -11,7 +11,8 @@
 //! required = ["city"]
 //! ```
 //!
-//! Exit status 0: stdout is the result. Anything else: the tool failed, and stderr (or
+//! Besides the input, the program sees `SKYNET_TOOL_NAME`, `SKYNET_SESSION_KEY` and
+//! `SKYNET_USER_ID` (empty for an anonymous caller). Exit status 0: stdout is the result. Anything else: the tool failed, and stderr (or
 //! stdout) says why; the model is told. The program runs in its own process group, with
 //! a minimal environment (no API keys), and the whole group is killed on timeout or abort.
 
@@ -166,13 +167,15 @@ impl Tool for ScriptTool {
         "plugins"
     }
 
-    fn call(&self, input: Value, _ctx: ToolCtx) -> BoxFuture<'static, Result<ToolOutput, String>> {
+    fn call(&self, input: Value, ctx: ToolCtx) -> BoxFuture<'static, Result<ToolOutput, String>> {
         let mut cmd = tokio::process::Command::new(self.program());
         cmd.args(&self.command[1..])
             .current_dir(&self.dir)
             .env_clear()
             .envs(PASS_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
             .env("SKYNET_TOOL_NAME", &self.spec.name)
+            .env("SKYNET_SESSION_KEY", &ctx.session_key)
+            .env("SKYNET_USER_ID", ctx.user_id.map(|id| id.to_string()).unwrap_or_default())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,6 +6,7 @@
 mod devices;
 pub mod migrations;
 mod sessions;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use devices::Device;
 pub use sessions::ToolCallRecord;
+pub use users::{LinkError, Person};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

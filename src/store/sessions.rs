@@ -154,8 +154,14 @@ impl Store {
     }
 
     /// Appends a whole turn atomically after checking its role order against the session.
-    /// `meta` is stored with the final assistant message.
-    pub async fn append_turn(&self, key: &str, turn: Vec<Message>, meta: Value) -> Result<(), TurnError> {
+    /// `meta` is stored with the final assistant message; `user_id` marks whose session it is.
+    pub async fn append_turn(
+        &self,
+        key: &str,
+        turn: Vec<Message>,
+        meta: Value,
+        user_id: Option<i64>,
+    ) -> Result<(), TurnError> {
         let key = key.to_string();
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || -> Result<(), TurnError> {
@@ -181,7 +187,10 @@ impl Store {
                     params![id, seq, role_str(m.role), content, meta, now],
                 )?;
             }
-            tx.execute("UPDATE sessions SET updated_at = ?2 WHERE id = ?1", params![id, now])?;
+            tx.execute(
+                "UPDATE sessions SET updated_at = ?2, user_id = coalesce(?3, user_id) WHERE id = ?1",
+                params![id, now, user_id],
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -301,8 +310,8 @@ mod tests {
     async fn turns_append_atomically_and_reset_keeps_the_old_transcript() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
-        store.append_turn("k", vec![user("one"), asst("1")], json!({"runId": "r1"})).await.unwrap();
-        let bad = store.append_turn("k", vec![user("two"), user("oops")], json!({})).await;
+        store.append_turn("k", vec![user("one"), asst("1")], json!({"runId": "r1"}), None).await.unwrap();
+        let bad = store.append_turn("k", vec![user("two"), user("oops")], json!({}), None).await;
         assert!(matches!(bad, Err(TurnError::Order(_))));
         let (id, msgs) = store.history("k", 100).await.unwrap();
         assert_eq!(msgs.len(), 2, "the bad turn left nothing behind");

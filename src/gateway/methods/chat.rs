@@ -7,10 +7,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Ctx;
+use super::users::person_for;
 use crate::agent::{RunRequest, Status};
 use crate::gateway::protocol::{self, ErrorCode, RpcError};
 use crate::gateway::runs::{self, RunEnd, Started, canonical_session_key};
 use crate::gateway::{Outbound, now_ms};
+use crate::users::Sender;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -20,6 +22,9 @@ struct SendParams {
     idempotency_key: String,
     #[serde(default)]
     model: Option<String>,
+    /// A channel identity to answer (admin scope): how a channel adapter speaks for its users.
+    #[serde(default)]
+    sender: Option<Sender>,
     // Accepted for OpenClaw compatibility.
     #[serde(default, rename = "sessionId")]
     _session_id: Option<Value>,
@@ -50,7 +55,10 @@ pub async fn send(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
     let p: SendParams = protocol::parse_params("chat.send", params)?;
     check_send("chat.send", &p.session_key, &p.message, &p.idempotency_key)?;
     let run_id = p.idempotency_key.clone();
-    let req = RunRequest::new(run_id.clone(), canonical_session_key(&p.session_key), p.message, p.model, "webchat");
+    let person = person_for(&ctx, p.sender.as_ref()).await?;
+    let channel = p.sender.as_ref().map_or("webchat", |s| s.channel.as_str());
+    let mut req = RunRequest::new(run_id.clone(), canonical_session_key(&p.session_key), p.message, p.model, channel);
+    req.person = Some(person);
     Ok(match runs::start(&ctx.gw, req) {
         Started::New(_) => json!({"runId": run_id, "status": "started"}),
         Started::InFlight(_) => json!({"runId": run_id, "status": "in_flight"}),
@@ -134,6 +142,8 @@ struct AgentParams {
     model: Option<String>,
     #[serde(default)]
     channel: Option<String>,
+    #[serde(default)]
+    sender: Option<Sender>,
 }
 
 /// The final `agent` response: the run's answer and its metadata.
@@ -163,7 +173,9 @@ pub async fn agent(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
     check_send("agent", &key, &p.message, &p.idempotency_key)?;
     let run_id = p.idempotency_key.clone();
     let channel = p.channel.unwrap_or_else(|| "gateway".into());
-    let req = RunRequest::new(run_id.clone(), canonical_session_key(&key), p.message, p.model, &channel);
+    let person = person_for(&ctx, p.sender.as_ref()).await?;
+    let mut req = RunRequest::new(run_id.clone(), canonical_session_key(&key), p.message, p.model, &channel);
+    req.person = Some(person);
     let mut done = match runs::start(&ctx.gw, req) {
         Started::Finished(end) => return agent_result(&run_id, &end),
         Started::New(rx) | Started::InFlight(rx) => rx,

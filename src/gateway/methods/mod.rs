@@ -5,6 +5,7 @@ pub mod chat;
 pub mod models;
 pub mod sessions;
 pub mod system;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -58,6 +59,10 @@ static METHODS: &[Method] = &[
     Method { name: "sessions.delete", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(sessions::delete(c, p)) },
     Method { name: "models.list", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(models::list(c, p)) },
     Method { name: "models.set", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(models::set(c, p)) },
+    Method { name: "users.whoami", scope: Some(SCOPE_READ), handler: |c, p| Box::pin(users::whoami(c, p)) },
+    Method { name: "users.linkCode", scope: Some(SCOPE_WRITE), handler: |c, p| Box::pin(users::link_code(c, p)) },
+    Method { name: "users.link", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(users::link(c, p)) },
+    Method { name: "users.list", scope: Some(SCOPE_ADMIN), handler: |c, p| Box::pin(users::list(c, p)) },
 ];
 
 pub fn find(name: &str) -> Option<&'static Method> {
