@@ -43,6 +43,10 @@ pub struct AgentConfig {
     pub max_tokens: u32,
     /// How long one tool call may run.
     pub tool_timeout_ms: u64,
+    /// Estimated tokens of history sent with each message; older turns are left out
+    /// (whole, never a tool call without its result). 0: no limit.
+    #[serde(default)]
+    pub history_budget_tokens: usize,
     /// Models tried in order when the model's provider fails before answering.
     #[serde(default)]
     pub fallbacks: Vec<String>,

@@ -285,3 +285,27 @@ async fn chat_abort_stops_a_running_tool_and_its_processes() {
     assert_eq!(msgs.len(), 2, "the turn is stored whole: {h}");
     assert_eq!(msgs[1]["content"][0]["text"], "[aborted]");
 }
+
+#[tokio::test]
+async fn old_turns_are_left_out_whole_to_fit_the_history_budget() {
+    let fake = FakeAnthropic::start();
+    let mut env = env_for(&fake);
+    env.push(("SKYNET_AGENT__MODEL", "anthropic/claude-test".into()));
+    env.push(("SKYNET_AGENT__HISTORY_BUDGET_TOKENS", "400".into()));
+    let tmp = tempfile::tempdir().unwrap();
+    let g = start(&tmp.path().join("home"), &env);
+    let (mut c, _) = Client::backend(&g, 3).await;
+    for i in 0..6 {
+        let msg = format!("turn {i} {}", "words ".repeat(50));
+        chat_turn(&mut c, "budget", &msg, &format!("b-{i}")).await;
+    }
+    let last = fake.requests().pop().unwrap();
+    let sent = last["messages"].as_array().unwrap();
+    let all = last["messages"].to_string();
+    assert!(all.contains("turn 5") && all.contains("turn 4"), "recent turns kept");
+    assert!(!all.contains("turn 0 "), "the oldest turn left out");
+    assert_eq!(sent[0]["role"], "user", "the history still opens with a user message");
+    // The stored conversation is untouched.
+    let h = c.call("chat.history", json!({"sessionKey": "budget"})).await;
+    assert_eq!(h["payload"]["messages"].as_array().unwrap().len(), 12);
+}

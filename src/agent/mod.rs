@@ -1,5 +1,6 @@
 //! The agent: builds the prompt, calls a model, runs tools, streams the answer back.
 
+pub mod history;
 pub mod models;
 pub mod prompt;
 pub mod providers;

@@ -148,6 +148,7 @@ mod tests {
             max_steps: 8,
             max_tokens: 1024,
             tool_timeout_ms: 1000,
+            history_budget_tokens: 0,
             fallbacks: vec!["openai/gpt-4o-mini".into()],
             aliases: [("fast".to_string(), "groq/llama-3.1-8b-instant".to_string())].into(),
             router,

@@ -211,6 +211,10 @@ impl Agent {
         while messages.first().is_some_and(|m| m.role != Role::User || has_tool_result(m)) {
             messages.remove(0);
         }
+        let dropped = super::history::trim(&mut messages, settings.agent.history_budget_tokens);
+        if dropped > 0 {
+            tracing::debug!(run = %req.run_id, dropped, "older history left out to fit the token budget");
+        }
         let history_len = messages.len();
         let ctx = TurnContext {
             channel: &req.channel,
