@@ -8,6 +8,7 @@ mod gateway;
 mod home;
 mod logging;
 mod plugins;
+mod setup;
 mod store;
 
 use std::io::{IsTerminal, Write};
@@ -42,6 +43,8 @@ enum Command {
     Run(RunArgs),
     /// Check the configuration, home directory and database, and say what to fix
     Doctor,
+    /// Choose the model provider, key, model, address and tokens (asks, or takes flags)
+    Setup(setup::SetupArgs),
 }
 
 #[derive(Args, Default)]
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(args, cli.log_format),
         Command::Doctor => return doctor::run(),
+        Command::Setup(args) => setup::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +79,9 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let home = Home::resolve()?;
+    if setup::wanted_on_first_start(&home) {
+        setup::first_start(&home)?;
+    }
     let prepared = home.prepare()?;
     let config = Config::load(home.root(), &Overrides { bind: args.bind, port: args.port })?;
     logging::init(&config.log, log_format);

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use crate::current::TokenDefault;
-use crate::{Answers, Error, Wizard, generate_token};
+use crate::{Answers, Error, Key, Wizard, generate_token};
 
 impl Wizard<'_> {
     /// Settles the answers without asking; checks the provider unless told not to.
@@ -72,6 +72,16 @@ impl Wizard<'_> {
             unchecked: self.validate.is_none(),
         };
         if let Some(validate) = self.validate {
+            if let (Key::None, Some(choice)) = (&answers.key, self.choice(&answers.provider))
+                && choice.key_required
+                && std::env::var(&choice.key_env).map_or(true, |v| v.trim().is_empty())
+            {
+                return Err(invalid(format!(
+                    "{} needs an API key: pass --api-key KEY (stored in skynet.toml, mode 0600) or \
+                     --api-key-env VAR (read when the gateway starts), or set {} before running setup.",
+                    choice.label, choice.key_env
+                )));
+            }
             validate(&answers).map_err(|e| {
                 invalid(format!(
                     "the provider check failed: {e}\nNothing was written. Correct the answer, or pass \
@@ -136,7 +146,7 @@ mod tests {
 
     use super::*;
     use crate::testing::choices;
-    use crate::{Current, Flags, Key};
+    use crate::{Current, Flags};
 
     const DEFAULTS: &str = "[gateway]\nbind = \"127.0.0.1\"\nport = 18789\nauth_token = \"\"\n[agent]\nmodel = \"\"\n";
 
