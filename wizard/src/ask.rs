@@ -4,7 +4,7 @@
 use std::io;
 
 use crate::current::TokenDefault;
-use crate::resolve::{check_bind, check_model, check_name, check_port, check_url};
+use crate::resolve::{check_bind, check_model, check_name, check_port, check_token, check_url};
 use crate::{Answers, Choice, Error, Key, Prompter, Wizard, env_name, generate_token};
 
 /// The provider picked on the first screens, with what the later questions need.
@@ -105,7 +105,10 @@ impl Wizard<'_> {
             {
                 (t.clone(), false)
             }
-            TokenDefault::Given(t) => (t.clone(), false),
+            TokenDefault::Given(t) => {
+                check_token(t).map_err(|e| Error::Invalid(format!("--token: {e}")))?;
+                (t.clone(), false)
+            }
             _ => (generate_token().map_err(Error::Invalid)?, true),
         };
         let telegram = bot_token(p, "Telegram", "from @BotFather", &c.telegram_token, &c.telegram_override)?;
