@@ -168,11 +168,12 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
         )
     })?;
     let local = listener.local_addr()?;
+    // Handlers first: a signal sent as soon as the banner shows must find them in place.
+    spawn_signal_handler(gw.shutdown.clone());
+    spawn_reload_handler(gw.clone());
     on_listening(local);
     tracing::info!(%local, "gateway listening");
 
-    spawn_signal_handler(gw.shutdown.clone());
-    spawn_reload_handler(gw.clone());
     // Runs still going when the grace period ends are aborted, even while an HTTP stream
     // (a `/v1` answer) keeps the server itself waiting.
     let watchdog = gw.clone();
@@ -209,12 +210,12 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
 /// A bad file is reported and the running settings stay; gateway settings (port, bind,
 /// token) need a restart.
 fn spawn_reload_handler(gw: Arc<Gateway>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; restart the gateway to apply config changes");
+        return;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot install the SIGHUP handler; restart the gateway to apply config changes");
-            return;
-        };
         while hup.recv().await.is_some() {
             let home = gw.home.root().to_path_buf();
             let loaded =
@@ -233,12 +234,12 @@ fn spawn_reload_handler(gw: Arc<Gateway>) {
 
 /// First SIGINT/SIGTERM starts a graceful shutdown; a second one exits at once.
 fn spawn_signal_handler(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
+        return;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
-            return;
-        };
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
