@@ -92,7 +92,10 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
     let interactive = !args.non_interactive && std::io::stdin().is_terminal();
     let answers = setup(&home, &args, interactive)?;
     after_setup(&answers);
-    println!("Start the gateway with `skynet-gateway run`; run `skynet-gateway setup` again to change any of this.");
+    println!(
+        "Start the gateway with `skynet-gateway run` (restart one that is running; a model change alone \
+         also applies with `kill -HUP <pid>`). Run `skynet-gateway setup` again to change any of this."
+    );
     Ok(())
 }
 
