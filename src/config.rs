@@ -35,41 +35,33 @@ pub struct Config {
 /// `[channels.*]`: the chat-platform bots. The setup wizard stores their tokens now; the
 /// adapters that read them arrive with their own release.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 #[allow(dead_code, reason = "read by the Telegram and Discord adapters, which are a separate issue")]
 pub struct ChannelsConfig {
-    #[serde(default)]
     pub telegram: TelegramConfig,
-    #[serde(default)]
     pub discord: DiscordConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 #[allow(dead_code, reason = "read by the Telegram adapter, which is a separate issue")]
 pub struct TelegramConfig {
     /// The bot token from @BotFather; empty: no Telegram bot.
-    #[serde(default)]
     pub token: Secret,
     /// The Bot API server; empty: Telegram's own.
-    #[serde(default)]
     pub api_url: String,
     /// The role of people who first write to the bot; empty: the gateway's default.
-    #[serde(default)]
     pub default_role: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 #[allow(dead_code, reason = "read by the Discord adapter, which is a separate issue")]
 pub struct DiscordConfig {
     /// The bot token from the Discord Developer Portal; empty: no Discord bot.
-    #[serde(default)]
     pub token: Secret,
     /// An HTTP proxy for Discord's API; empty: direct.
-    #[serde(default)]
     pub proxy_url: String,
-    #[serde(default)]
     pub default_role: String,
 }
 
