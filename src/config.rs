@@ -31,6 +31,41 @@ pub struct Config {
     pub users: crate::users::UsersConfig,
     /// `[roles.admin|user|child]`: what each role may do.
     pub roles: BTreeMap<String, crate::users::RoleConfig>,
+    #[serde(default)]
+    pub channels: ChannelsConfig,
+}
+
+/// `[channels.*]`: the chat-platform bots. The setup wizard stores their tokens now; the
+/// adapters that read them arrive with their own release.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(dead_code, reason = "read by the Telegram and Discord adapters, which are a separate issue")]
+pub struct ChannelsConfig {
+    pub telegram: TelegramConfig,
+    pub discord: DiscordConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(dead_code, reason = "read by the Telegram adapter, which is a separate issue")]
+pub struct TelegramConfig {
+    /// The bot token from @BotFather; empty: no Telegram bot.
+    pub token: Secret,
+    /// The Bot API server; empty: Telegram's own.
+    pub api_url: String,
+    /// The role of people who first write to the bot; empty: the gateway's default.
+    pub default_role: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(dead_code, reason = "read by the Discord adapter, which is a separate issue")]
+pub struct DiscordConfig {
+    /// The bot token from the Discord Developer Portal; empty: no Discord bot.
+    pub token: Secret,
+    /// An HTTP proxy for Discord's API; empty: direct.
+    pub proxy_url: String,
+    pub default_role: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +249,24 @@ impl Config {
         layers.deserialize::<Config>()?;
         crate::fsutil::write_atomic(&path, updated.as_bytes(), 0o600)
             .map_err(|source| ConfigError::Write { path, source })
+    }
+
+    /// Writes `text` as `$SKYNET_HOME/skynet.toml` (atomically, mode 0600) if it is a valid
+    /// configuration on its own, environment aside; otherwise leaves the file untouched.
+    pub fn write_file(home: &Path, text: &str) -> Result<Config, ConfigError> {
+        let path = Self::file_path(home);
+        let mut layers = Layers::new();
+        layers.add_file(&path, text.to_string())?;
+        let config: Config = layers.deserialize()?;
+        config.validate().map_err(|(key, message, hint)| ConfigError::Invalid {
+            origin: layers.origin_of(key),
+            key: key.to_string(),
+            message,
+            hint,
+        })?;
+        crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600)
+            .map_err(|source| ConfigError::Write { path, source })?;
+        Ok(config)
     }
 
     fn load_with_env(
@@ -564,5 +617,23 @@ mod tests {
         let err = Config::set_in_file(dir.path(), &["agent", "model"], "x/y").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
         assert_eq!(std::fs::read_to_string(dir.path().join("skynet.toml")).unwrap(), "[agent\n", "untouched");
+    }
+
+    #[test]
+    fn write_file_refuses_an_invalid_config_and_writes_a_valid_one_privately() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("skynet.toml");
+        let err = Config::write_file(dir.path(), "[gateway]\nauth_token = \"short\"\n").unwrap_err().to_string();
+        assert!(err.contains("gateway.auth_token") && err.contains("line 2"), "{err}");
+        assert!(!path.exists(), "nothing written");
+        let text =
+            format!("{TOKEN}[channels.telegram]\ntoken = \"123:abc\"\n[channels.discord]\nproxy_url = \"http://p\"\n");
+        let c = Config::write_file(dir.path(), &text).unwrap();
+        assert_eq!(c.channels.telegram.token.expose(), "123:abc");
+        assert_eq!(c.channels.discord.proxy_url, "http://p");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!format!("{c:?}").contains("123:abc"), "bot tokens are secrets");
     }
 }

@@ -10,6 +10,7 @@ mod home;
 mod logging;
 mod plugins;
 mod service;
+mod setup;
 mod store;
 mod users;
 
@@ -67,6 +68,8 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Choose the model provider, key, model, address and tokens (asks, or takes flags)
+    Setup(setup::SetupArgs),
 }
 
 #[derive(Args, Default)]
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Service { action, system, dry_run } => service::run(action, system, dry_run),
         Command::Health { url } => health::run(url.as_deref()),
         Command::User { cmd } => users::cli::run(cmd),
+        Command::Setup(args) => setup::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -103,6 +107,9 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
     let home = Home::resolve()?;
+    if setup::wanted_on_first_start(&home) && setup::first_start(&home)? {
+        return Ok(ExitCode::SUCCESS);
+    }
     let prepared = home.prepare()?;
     let config = Config::load(home.root(), &Overrides { bind: args.bind, port: args.port })?;
     logging::init(&config.log, log_format);

@@ -99,7 +99,7 @@ pub struct Agent {
 
 /// Said instead of an answer while no model is configured.
 pub const NO_MODEL_MESSAGE: &str = "Skynet has no language model configured yet, so it cannot answer. \
-To set one up, put a model in ~/.skynet/skynet.toml, for example\n\n[agent]\nmodel = \"anthropic/claude-sonnet-4-5\"\n\n\
+To set one up, run `skynet-gateway setup`, or put a model in ~/.skynet/skynet.toml, for example\n\n[agent]\nmodel = \"anthropic/claude-sonnet-4-5\"\n\n\
 with your key in ANTHROPIC_API_KEY (or \"openai/gpt-4o-mini\" with OPENAI_API_KEY, or \"ollama/llama3.2\" for a \
 local model with no key), then restart the gateway.";
 

@@ -6,7 +6,8 @@
 //! exist, `call:NAME` calls the tool NAME, `badjson` sends unparsable tool arguments, `slow` streams 40 pieces 100 ms
 //! apart, `overloaded` fails mid-stream, `garbage` sends a non-JSON data line; anything
 //! else is echoed back as `Echo: <text>`. After a tool result it answers
-//! `Tool said: <result>`.
+//! `Tool said: <result>`. `GET /v1/models` lists `claude-test`, and refuses the key
+//! `sk-ant-bad` with Anthropic's 401 `authentication_error`.
 //!
 //! Prompt caching is simulated faithfully enough to measure: each `cache_control`
 //! breakpoint's prefix (tools, system, messages up to it) is remembered; a later request
@@ -170,11 +171,17 @@ fn last_user(req: &Value) -> (String, Option<String>) {
     (text, tool_result)
 }
 
-async fn models() -> axum::Json<Value> {
+/// The model list; the key `sk-ant-bad` is refused the way Anthropic refuses a wrong key.
+async fn models(headers: HeaderMap) -> Response {
+    if headers.get("x-api-key").is_some_and(|k| k == "sk-ant-bad") {
+        let err = json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}});
+        return (StatusCode::UNAUTHORIZED, [("content-type", "application/json")], err.to_string()).into_response();
+    }
     axum::Json(
         json!({"data": [{"type": "model", "id": "claude-test", "display_name": "Claude Test", "created_at": "2025-01-01T00:00:00Z"}],
                       "has_more": false, "first_id": "claude-test", "last_id": "claude-test"}),
     )
+    .into_response()
 }
 
 async fn messages(State(state): State<Arc<Mutex<Recorded>>>, headers: HeaderMap, body: String) -> Response {
