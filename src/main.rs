@@ -9,6 +9,7 @@ mod home;
 mod logging;
 mod plugins;
 mod store;
+mod update;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ enum Command {
     Run(RunArgs),
     /// Check the configuration, home directory and database, and say what to fix
     Doctor,
+    /// Update to the latest release (--check only reports, --rollback undoes the last update)
+    Update(update::UpdateArgs),
 }
 
 #[derive(Args, Default)]
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(args, cli.log_format),
         Command::Doctor => return doctor::run(),
+        Command::Update(args) => update::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
