@@ -13,19 +13,18 @@ pub enum InstallMode {
 }
 
 impl InstallMode {
-    /// `SKYNET_INSTALL_MODE=docker|binary` wins; else `/.dockerenv` means Docker; else an
-    /// executable in `<repo>/target/{release,debug}/` of a git checkout means source.
+    /// `SKYNET_INSTALL_MODE=docker|binary` wins; else an executable in
+    /// `<repo>/target/{release,debug}/` of a git checkout means source (also in a dev
+    /// container); else `/.dockerenv` means Docker.
     pub fn detect(exe: &Path) -> InstallMode {
         match std::env::var("SKYNET_INSTALL_MODE").as_deref() {
             Ok("docker") => return InstallMode::Docker,
             Ok("binary") => return InstallMode::Binary,
             _ => {}
         }
-        if Path::new("/.dockerenv").exists() {
-            return InstallMode::Docker;
-        }
         match source_checkout(exe) {
             Some(repo) => InstallMode::Source { repo },
+            None if Path::new("/.dockerenv").exists() => InstallMode::Docker,
             None => InstallMode::Binary,
         }
     }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub mod fake_anthropic;
+pub mod fake_github;
 pub mod fake_openai;
 
 use futures_util::{SinkExt, StreamExt};
@@ -39,6 +40,8 @@ pub fn command(home: &Path) -> Command {
         }
     }
     cmd.env("SKYNET_HOME", home);
+    // Tests never ask the real GitHub for releases; tests/update.rs turns this back on.
+    cmd.env("SKYNET_UPDATE__CHECK_ON_START", "false");
     cmd
 }
 
