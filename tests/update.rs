@@ -131,7 +131,7 @@ fn update_yes_swaps_the_binary_and_keeps_the_old_one_as_bak() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("Updated to skynet-gateway 9.9.9"), "{stdout}");
     assert!(stdout.contains("skynet-gateway.bak") && stdout.contains("--rollback"), "{stdout}");
-    assert!(stdout.contains("service restart") || stdout.contains("Restart the gateway"), "{stdout}");
+    assert!(stdout.contains("Restart the gateway to use the new version."), "{stdout}");
 
     assert_eq!(fs::read(&app.exe).unwrap(), new, "the new binary is in place");
     assert!(fs::read(app.bak()).unwrap() == app.original, "the .bak is the old binary, byte for byte");
@@ -152,10 +152,12 @@ fn rollback_puts_the_kept_binary_back() {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(app.bak(), fs::Permissions::from_mode(0o755)).unwrap();
 
-    let out = app.run("http://127.0.0.1:1", &["--rollback", "--yes"], &[]);
+    // As if run by systemd, which sets INVOCATION_ID.
+    let out = app.run("http://127.0.0.1:1", &["--rollback", "--yes"], &[("INVOCATION_ID", "abc")]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("Rolled back to skynet-gateway 0.0.9"), "{stdout}");
+    assert!(stdout.contains("Run `skynet-gateway service restart`"), "{stdout}");
     assert_eq!(fs::read(&app.exe).unwrap(), older, "the .bak's bytes are back in place");
     assert!(!app.bak().exists());
     let mode = fs::metadata(&app.exe).unwrap().permissions().mode();

@@ -170,10 +170,10 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
     let local = listener.local_addr()?;
     on_listening(local);
     tracing::info!(%local, "gateway listening");
-    crate::update::spawn_startup_check(&gw.config.update, gw.home.root());
 
     spawn_signal_handler(gw.shutdown.clone());
     spawn_reload_handler(gw.clone());
+    crate::update::spawn_startup_check(&gw.config.update, gw.home.root());
     // Runs still going when the grace period ends are aborted, even while an HTTP stream
     // (a `/v1` answer) keeps the server itself waiting.
     let watchdog = gw.clone();

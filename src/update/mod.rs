@@ -165,7 +165,7 @@ fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
 /// Says how to start the new version: through the service manager when this runs under
 /// one (systemd sets INVOCATION_ID, launchd XPC_SERVICE_NAME), else by a plain restart.
 pub fn restart_after_update() {
-    let systemd = std::env::var_os("INVOCATION_ID").is_some();
+    let systemd = std::env::var_os("INVOCATION_ID").is_some_and(|v| !v.is_empty());
     let launchd = std::env::var("XPC_SERVICE_NAME").is_ok_and(|v| !v.is_empty() && v != "0");
     if systemd || launchd {
         println!("Run `skynet-gateway service restart` to start the new version.");
