@@ -25,6 +25,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub log: LogConfig,
     pub agent: AgentConfig,
+    pub update: UpdateConfig,
     /// `[providers.<name>]`: overrides for a registry preset, or a new OpenAI-compatible service.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -136,6 +137,45 @@ pub struct GatewayConfig {
     pub max_payload: usize,
     pub tick_interval_ms: u64,
     pub shutdown_grace_ms: u64,
+}
+
+/// `[update]`: where `skynet-gateway update` looks for releases.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// GitHub's REST API, or anything speaking its releases API (GitHub Enterprise, a mirror).
+    pub api_url: String,
+    /// `owner/name` of the GitHub repository whose releases are installed.
+    pub repo: String,
+    /// Look for a newer release at start-up (at most once a day; only logs).
+    pub check_on_start: bool,
+}
+
+impl UpdateConfig {
+    /// The repository as (owner, name).
+    pub fn owner_and_name(&self) -> Option<(&str, &str)> {
+        let (owner, name) = self.repo.split_once('/')?;
+        let ok = |s: &str| !s.is_empty() && !s.contains(['/', ' ']);
+        (ok(owner) && ok(name)).then_some((owner, name))
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String, String)> {
+        if self.owner_and_name().is_none() {
+            return Err((
+                "update.repo",
+                format!("{:?} is not a GitHub repository", self.repo),
+                "Use the form \"owner/name\", e.g. \"skynet-gateway/skynet\".".into(),
+            ));
+        }
+        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
+            return Err((
+                "update.api_url",
+                format!("{:?} is not an http(s) URL", self.api_url),
+                "Use \"https://api.github.com\", or your GitHub Enterprise API such as \"https://github.example.com/api/v3\".".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +309,31 @@ impl Config {
         Ok(config)
     }
 
+    /// Only the `[update]` settings (defaults < file < environment): `update` must work
+    /// before the first run has generated a token, and even when another section is broken.
+    pub fn load_update(home: &Path) -> Result<UpdateConfig, ConfigError> {
+        #[derive(Deserialize)]
+        struct UpdateOnly {
+            update: UpdateConfig,
+        }
+        let mut layers = Layers::new();
+        let path = Self::file_path(home);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => layers.add_file(&path, text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        }
+        layers.add_env(std::env::vars());
+        let update = layers.deserialize::<UpdateOnly>()?.update;
+        update.check().map_err(|(key, message, hint)| ConfigError::Invalid {
+            origin: layers.origin_of(key),
+            key: key.to_string(),
+            message,
+            hint,
+        })?;
+        Ok(update)
+    }
+
     fn load_with_env(
         home: &Path,
         overrides: &Overrides,
@@ -358,7 +423,7 @@ impl Config {
                 "Use at least 65536; the default is 26214400 (25 MiB).".into(),
             ));
         }
-        Ok(())
+        self.update.check()
     }
 }
 
@@ -591,6 +656,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn update_repo_must_be_owner_slash_name() {
+        let file = format!("{TOKEN}[update]\nrepo = \"no-slash\"\n");
+        let err = load(Some(&file), &[], Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("update.repo") && err.contains("line 4"), "{err}");
+        let c = load(Some(TOKEN), &[("SKYNET_UPDATE__REPO", "me/fork")], Overrides::default()).unwrap();
+        assert_eq!(c.update.owner_and_name(), Some(("me", "fork")));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod plugins;
 mod service;
 mod setup;
 mod store;
+mod update;
 mod users;
 
 use std::io::{IsTerminal, Write};
@@ -70,6 +71,8 @@ enum Command {
     },
     /// Choose the model provider, key, model, address and tokens (asks, or takes flags)
     Setup(setup::SetupArgs),
+    /// Update to the latest release (--check only reports, --rollback undoes the last update)
+    Update(update::UpdateArgs),
 }
 
 #[derive(Args, Default)]
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Health { url } => health::run(url.as_deref()),
         Command::User { cmd } => users::cli::run(cmd),
         Command::Setup(args) => setup::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Update(args) => update::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

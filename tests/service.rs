@@ -67,7 +67,8 @@ impl Sandbox {
             .env("USER", "ann")
             .envs(env.iter().copied())
             .args(args);
-        cmd.output().unwrap()
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        spawn_retrying(&mut cmd).wait_with_output().unwrap()
     }
 }
 

@@ -174,6 +174,7 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
     on_listening(local);
     tracing::info!(%local, "gateway listening");
 
+    crate::update::spawn_startup_check(&gw.config.update, gw.home.root());
     // Runs still going when the grace period ends are aborted, even while an HTTP stream
     // (a `/v1` answer) keeps the server itself waiting.
     let watchdog = gw.clone();

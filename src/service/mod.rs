@@ -199,7 +199,6 @@ fn daemon_reload(kind: Kind, system: bool) {
 }
 
 /// Restarts the service if it is installed (after an update); `false` when it is not.
-#[allow(dead_code, reason = "called by `update`, which lands next")]
 pub fn restart_if_installed() -> anyhow::Result<bool> {
     let kind = kind()?;
     for system in [false, true] {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub mod fake_anthropic;
+pub mod fake_github;
 pub mod fake_openai;
 
 use futures_util::{SinkExt, StreamExt};
@@ -39,6 +40,8 @@ pub fn command(home: &Path) -> Command {
         }
     }
     cmd.env("SKYNET_HOME", home);
+    // Tests never ask the real GitHub for releases; tests/update.rs turns this back on.
+    cmd.env("SKYNET_UPDATE__CHECK_ON_START", "false");
     cmd
 }
 
@@ -328,4 +331,16 @@ pub async fn until_streaming(c: &mut Client) {
             return;
         }
     }
+}
+
+/// Spawns `cmd`, retrying while the program file is busy: a freshly written copy of the
+/// binary can still be open for writing in a child that a parallel test forked (ETXTBSY).
+pub fn spawn_retrying(cmd: &mut Command) -> std::process::Child {
+    for _ in 0..100 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(Duration::from_millis(20)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{:?} stayed busy (ETXTBSY)", cmd.get_program())
 }

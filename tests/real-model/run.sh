@@ -31,7 +31,9 @@ while IFS='=' read -r key value; do
     MODEL) MODEL="$value" ;;
     esac
 done < <("$HERE/setup.sh")
-[ -n "$PYTHON" ] && [ -n "$LLAMA_SERVER" ] && [ -n "$MODEL" ] || die "setup.sh failed"
+if [ -z "$PYTHON" ] || [ -z "$LLAMA_SERVER" ] || [ -z "$MODEL" ]; then
+    die "setup.sh failed"
+fi
 
 # 2. The gateway binary.
 cd "$ROOT"
@@ -52,12 +54,12 @@ done
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/skynet-real-model.XXXXXX")"
 PIDS=()
 cleanup() {
-    local pid="" i
+    local pid="" _
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
     # llama-server with a stream in flight takes ~30 s to honour SIGTERM: give 3 s, then KILL.
-    for i in $(seq 15); do
+    for _ in $(seq 15); do
         for pid in "${PIDS[@]}"; do
             kill -0 "$pid" 2>/dev/null && break
         done
