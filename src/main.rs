@@ -1,6 +1,7 @@
 //! `skynet-gateway`: the command line. Parses arguments, then calls into the modules.
 
 mod agent;
+mod channels;
 mod config;
 mod doctor;
 mod fsutil;

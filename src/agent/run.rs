@@ -104,8 +104,8 @@ with your key in ANTHROPIC_API_KEY (or \"openai/gpt-4o-mini\" with OPENAI_API_KE
 local model with no key), then restart the gateway.";
 
 impl Agent {
-    pub fn new(config: &Config, store: Store, home: &std::path::Path) -> Agent {
-        let deps = BuiltinDeps { workspace: home.join("workspace"), store: store.clone() };
+    pub fn new(config: &Config, store: Store, home: &std::path::Path, channels: crate::channels::Registry) -> Agent {
+        let deps = BuiltinDeps { workspace: home.join("workspace"), store: store.clone(), channels };
         let permissions = Permissions::new(config.roles.clone());
         Agent {
             models: Models::new(config.agent.clone(), config.providers.clone(), permissions),

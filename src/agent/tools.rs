@@ -45,6 +45,8 @@ pub struct BuiltinDeps {
     /// The folder file and shell tools work in (and never leave).
     pub workspace: std::path::PathBuf,
     pub store: crate::store::Store,
+    /// The running chat channels, for delivering messages.
+    pub channels: crate::channels::Registry,
 }
 
 #[derive(Clone, Default)]
@@ -54,9 +56,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn with_builtins(deps: &BuiltinDeps) -> Registry {
-        let _ = (&deps.workspace, &deps.store);
+        let _ = &deps.workspace;
         let mut r = Registry::default();
         r.add(Arc::new(CurrentTime));
+        r.add(Arc::new(crate::channels::send_tool::SendMessage {
+            registry: deps.channels.clone(),
+            store: deps.store.clone(),
+        }));
         r
     }
 

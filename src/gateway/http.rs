@@ -28,7 +28,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 
 /// Liveness: answers as long as the process serves requests; no I/O, no auth.
 async fn health(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
-    Json(json!({"ok": true, "status": "live", "version": env!("CARGO_PKG_VERSION"), "uptimeMs": gw.uptime_ms()}))
+    Json(json!({
+        "ok": true,
+        "status": "live",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptimeMs": gw.uptime_ms(),
+        "channels": gw.channels.snapshot(),
+    }))
 }
 
 /// Readiness: the store answers and the gateway is not shutting down.
@@ -46,7 +52,7 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
         "ready": ready,
         "failing": failing,
         "uptimeMs": gw.uptime_ms(),
-        "checks": {"store": store, "channels": {}},
+        "checks": {"store": store, "channels": gw.channels.snapshot()},
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

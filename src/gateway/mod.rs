@@ -31,6 +31,7 @@ use crate::store::Store;
 use crate::users::Permissions;
 
 pub use auth::FailureLimiter;
+pub use runs::run_to_end;
 
 /// What a connection's writer task sends; events get their `seq` there.
 #[derive(Debug)]
@@ -57,6 +58,8 @@ pub struct Gateway {
     pub home: Home,
     pub store: Store,
     pub agent: Arc<Agent>,
+    /// The chat channels (Telegram, Discord) and their health.
+    pub channels: crate::channels::Registry,
     runs: runs::Runs,
     pub started: Instant,
     pub started_at_ms: i64,
@@ -76,12 +79,14 @@ pub fn now_ms() -> i64 {
 
 impl Gateway {
     pub fn new(config: Config, home: Home, store: Store) -> Arc<Gateway> {
-        let agent = Agent::new(&config, store.clone(), home.root());
+        let channels = crate::channels::Registry::default();
+        let agent = Agent::new(&config, store.clone(), home.root(), channels.clone());
         Arc::new(Gateway {
             config,
             home,
             store,
             agent: Arc::new(agent),
+            channels,
             runs: runs::Runs::default(),
             started: Instant::now(),
             started_at_ms: now_ms(),
@@ -92,6 +97,11 @@ impl Gateway {
             presence_version: AtomicU64::new(1),
             health_version: AtomicU64::new(1),
         })
+    }
+
+    /// Aborts the live runs of a session; returns their ids.
+    pub fn abort_session(&self, key: &str) -> Vec<String> {
+        self.runs.abort(key, None)
     }
 
     pub fn uptime_ms(&self) -> u64 {
@@ -175,6 +185,7 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
     tracing::info!(%local, "gateway listening");
 
     crate::update::spawn_startup_check(&gw.config.update, gw.home.root());
+    crate::channels::start(&gw);
     // Runs still going when the grace period ends are aborted, even while an HTTP stream
     // (a `/v1` answer) keeps the server itself waiting.
     let watchdog = gw.clone();

@@ -123,6 +123,21 @@ pub fn start_observed(
     }
 }
 
+/// Starts a run and waits for its end (a channel message: the answer goes back through
+/// the channel, while protocol clients still see the run's events).
+pub async fn run_to_end(gw: &Arc<Gateway>, req: RunRequest) -> Option<RunEnd> {
+    let mut done = match start(gw, req) {
+        Started::New(rx) | Started::InFlight(rx) => rx,
+        Started::Finished(end) => return Some(*end),
+    };
+    loop {
+        if let Some(end) = done.borrow_and_update().clone() {
+            return Some(end);
+        }
+        done.changed().await.ok()?;
+    }
+}
+
 /// Runs the agent and turns its progress into protocol events.
 async fn drive(
     gw: Arc<Gateway>,

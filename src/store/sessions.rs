@@ -238,6 +238,29 @@ impl Store {
         .await
     }
 
+    /// The model chosen for this session (`/model`), if any.
+    pub async fn session_model(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            Ok(c.query_row("SELECT model FROM sessions WHERE key = ?1 AND active = 1", [&key], |r| r.get(0))
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+
+    /// Sets (or clears) the session's own model, creating the session if needed.
+    pub async fn set_session_model(&self, key: &str, model: Option<String>) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = active_session(&tx, &key)?;
+            tx.execute("UPDATE sessions SET model = ?2 WHERE id = ?1", params![id, model])?;
+            tx.commit()
+        })
+        .await
+    }
+
     /// Deletes every session (and transcript) under `key`; returns whether any existed.
     pub async fn delete_session(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_string();

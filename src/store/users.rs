@@ -314,6 +314,17 @@ impl Store {
         .await?
     }
 
+    /// The user's linked identities as (channel, external id).
+    pub async fn identities_of(&self, user_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt =
+                c.prepare("SELECT channel, external_id FROM identities WHERE user_id = ?1 ORDER BY linked_at")?;
+            let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// User messages the user sent in the last hour, over all sessions.
     pub async fn messages_last_hour(&self, user_id: i64) -> Result<i64, StoreError> {
         self.call(move |c| {

@@ -80,7 +80,7 @@ pub async fn status(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> 
             "health": store_check(gw).await,
             "pairedDevices": devices,
         },
-        "channelSummary": [],
+        "channelSummary": gw.channels.snapshot(),
         "queuedSystemEvents": [],
     }))
 }
