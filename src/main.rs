@@ -8,6 +8,7 @@ mod gateway;
 mod health;
 mod home;
 mod logging;
+mod memory;
 mod plugins;
 mod service;
 mod store;
@@ -61,6 +62,12 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Show tool usage (calls, errors, durations) and the hot knowledge topics
+    Stats {
+        /// Machine-readable JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Default)]
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Command::Doctor => return doctor::run(),
         Command::Service { action, system, dry_run } => service::run(action, system, dry_run),
         Command::Health { url } => health::run(url.as_deref()),
+        Command::Stats { json } => memory::stats::run(json),
     };
     match result {
         Ok(code) => code,

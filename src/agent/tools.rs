@@ -54,9 +54,12 @@ pub struct Registry {
 
 impl Registry {
     pub fn with_builtins(deps: &BuiltinDeps) -> Registry {
-        let _ = (&deps.workspace, &deps.store);
+        let _ = &deps.workspace;
         let mut r = Registry::default();
         r.add(Arc::new(CurrentTime));
+        for tool in crate::memory::tools(&deps.store) {
+            r.add(tool);
+        }
         r
     }
 
