@@ -23,6 +23,12 @@ const MAX_TERMS: usize = 32;
 /// never reaches the query parser. Each word is quoted (a `"` would be doubled, though a
 /// word never holds one). Repeats, in any case, count once.
 pub fn query(text: &str, join: Join) -> Option<String> {
+    let terms = terms(text);
+    (!terms.is_empty()).then(|| self::join(&terms, join))
+}
+
+/// The quoted words of `text` (see `query`), at most `MAX_TERMS`.
+pub fn terms(text: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
@@ -36,14 +42,15 @@ pub fn query(text: &str, join: Join) -> Option<String> {
             break;
         }
     }
-    if terms.is_empty() {
-        return None;
-    }
-    let sep = match join {
+    terms
+}
+
+/// Quoted terms joined into one query.
+pub fn join(terms: &[String], join: Join) -> String {
+    terms.join(match join {
         Join::Any => " OR ",
         Join::All => " AND ",
-    };
-    Some(terms.join(sep))
+    })
 }
 
 #[cfg(test)]

@@ -63,6 +63,57 @@ pub fn validate(topic: &str, body: &str) -> Result<(String, String), KnowledgeEr
     Ok((topic.to_string(), body.to_string()))
 }
 
+/// A word found in at least this many documents is common: ranking every document that
+/// holds it would cost milliseconds per thousand documents, and bm25 gives it little weight.
+const COMMON_DOCS: i64 = 2000;
+
+const SNIPPET: &str = "snippet(knowledge_fts, 1, '**', '**', '…', 24)";
+
+/// Ranks the documents holding any of the query's selective (not common) words. Only when
+/// every word is common are the newest `COMMON_DOCS` documents holding one of them ranked,
+/// so the cost stays bounded however large the knowledge base grows. On a small knowledge
+/// base no word is common and this is plain bm25 over all matches.
+fn search(c: &rusqlite::Connection, terms: &[String], limit: usize) -> rusqlite::Result<Vec<KnowledgeHit>> {
+    let (mut selective, mut common) = (Vec::new(), Vec::new());
+    {
+        let mut probe = c.prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM knowledge_fts WHERE knowledge_fts MATCH ?1 LIMIT ?2)",
+        )?;
+        for t in terms {
+            match probe.query_row(params![t, COMMON_DOCS], |r| r.get::<_, i64>(0))? {
+                0 => {}
+                n if n < COMMON_DOCS => selective.push(t.clone()),
+                _ => common.push(t.clone()),
+            }
+        }
+    }
+    let hit = |r: &rusqlite::Row<'_>| Ok(KnowledgeHit { topic: r.get(0)?, snippet: r.get(1)? });
+    if !selective.is_empty() {
+        // `rank MATCH` swaps in the weighted bm25 on FTS5's `ORDER BY rank LIMIT` path.
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT topic, {SNIPPET} FROM knowledge_fts
+             WHERE knowledge_fts MATCH ?1 AND rank MATCH 'bm25(10.0, 1.0)' ORDER BY rank LIMIT ?2"
+        ))?;
+        return stmt.query_map(params![fts::join(&selective, Join::Any), limit as i64], hit)?.collect();
+    }
+    if common.is_empty() {
+        return Ok(Vec::new());
+    }
+    let q = fts::join(&common, Join::Any);
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "SELECT id FROM (SELECT rowid AS id, bm25(knowledge_fts, 10.0, 1.0) AS score FROM knowledge_fts
+                             WHERE knowledge_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2)
+             ORDER BY score, id DESC LIMIT ?3",
+        )?
+        .query_map(params![q, COMMON_DOCS, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut one = c.prepare_cached(&format!(
+        "SELECT topic, {SNIPPET} FROM knowledge_fts WHERE knowledge_fts MATCH ?1 AND rowid = ?2"
+    ))?;
+    ids.into_iter().map(|id| one.query_row(params![q, id], hit)).collect()
+}
+
 impl Store {
     /// Creates or replaces the document `topic`; returns whether it was new.
     pub async fn write_knowledge(&self, topic: &str, body: &str, source: Option<&str>) -> Result<bool, KnowledgeError> {
@@ -111,20 +162,11 @@ impl Store {
 
     /// Documents matching any word of `query`, best first (bm25, topic weighted 10:1).
     pub async fn search_knowledge(&self, query: &str, limit: usize) -> Result<Vec<KnowledgeHit>, StoreError> {
-        let Some(q) = fts::query(query, Join::Any) else {
+        let terms = fts::terms(query);
+        if terms.is_empty() {
             return Ok(Vec::new());
-        };
-        self.call(move |c| {
-            // `rank MATCH` swaps in the weighted bm25 while keeping FTS5's fast
-            // `ORDER BY rank LIMIT` path.
-            let mut stmt = c.prepare_cached(
-                "SELECT topic, snippet(knowledge_fts, 1, '**', '**', '…', 24) FROM knowledge_fts
-                 WHERE knowledge_fts MATCH ?1 AND rank MATCH 'bm25(10.0, 1.0)' ORDER BY rank LIMIT ?2",
-            )?;
-            stmt.query_map(params![q, limit as i64], |r| Ok(KnowledgeHit { topic: r.get(0)?, snippet: r.get(1)? }))?
-                .collect()
-        })
-        .await
+        }
+        self.call(move |c| search(c, &terms, limit)).await
     }
 
     /// The document named exactly `topic` (case-insensitively when no exact match).
@@ -172,6 +214,26 @@ mod tests {
         assert_eq!(hits.iter().map(|h| h.topic.as_str()).collect::<Vec<_>>(), ["Backups", "Garden"]);
         assert!(hits[1].snippet.contains("**Backups**"), "{hits:?}");
         assert!(store.search_knowledge("", 5).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn words_in_most_documents_stay_cheap_and_rarer_words_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tempstore(&dir);
+        let docs = (0..COMMON_DOCS + 100)
+            .map(|i| {
+                let body = if i % 1000 == 7 { format!("common rare {i}") } else { format!("common filler {i}") };
+                doc(&format!("doc {i}"), &body)
+            })
+            .collect();
+        store.seed_knowledge(docs).await.unwrap();
+        let rare = store.search_knowledge("common rare", 5).await.unwrap();
+        let mut topics: Vec<&str> = rare.iter().map(|h| h.topic.as_str()).collect();
+        topics.sort();
+        assert_eq!(topics, ["doc 1007", "doc 2007", "doc 7"]);
+        let common = store.search_knowledge("common", 5).await.unwrap();
+        assert_eq!(common.len(), 5);
+        assert!(common.iter().all(|h| h.snippet.contains("**common**")), "{common:?}");
     }
 
     #[tokio::test]
