@@ -9,6 +9,7 @@ mod gateway;
 mod health;
 mod home;
 mod logging;
+mod memory;
 mod plugins;
 mod service;
 mod setup;
@@ -74,6 +75,12 @@ enum Command {
     Setup(setup::SetupArgs),
     /// Update to the latest release (--check only reports, --rollback undoes the last update)
     Update(update::UpdateArgs),
+    /// Show tool usage (calls, errors, durations) and the hot knowledge topics
+    Stats {
+        /// Machine-readable JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Default)]
@@ -97,6 +104,7 @@ fn main() -> ExitCode {
         Command::User { cmd } => users::cli::run(cmd),
         Command::Setup(args) => setup::run(args).map(|()| ExitCode::SUCCESS),
         Command::Update(args) => update::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Stats { json } => memory::stats::run(json),
     };
     match result {
         Ok(code) => code,

@@ -200,7 +200,7 @@ fn health_exits_zero_only_when_the_gateway_answers() {
     let url = format!("http://{}/health", g.addr);
     let out = command(&g.home).args(["health", "--url", &url]).output().unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
-    assert!(text(&out).0.starts_with("healthy: {\"ok\":true"), "{:?}", text(&out));
+    assert!(text(&out).0.starts_with("healthy: {") && text(&out).0.contains("\"ok\":true"), "{:?}", text(&out));
     // Without --url it reads the port from the configuration.
     let port = g.port().to_string();
     let out = command(&g.home).env("SKYNET_GATEWAY__PORT", &port).arg("health").output().unwrap();

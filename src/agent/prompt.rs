@@ -20,6 +20,8 @@ pub struct TurnContext<'a> {
     pub session_key: &'a str,
     /// System instructions from the caller (the `/v1` API's system messages).
     pub instructions: Option<&'a str>,
+    /// The most used knowledge topics (the hot index).
+    pub hot_topics: &'a [String],
 }
 
 impl PromptBuilder {
@@ -59,6 +61,15 @@ impl PromptBuilder {
             ctx.channel,
             ctx.session_key
         );
+        if !ctx.hot_topics.is_empty() {
+            text = text.replace(
+                "\n</context>",
+                &format!(
+                    "\nmost used knowledge (knowledge_read for details): {}\n</context>",
+                    ctx.hot_topics.join("; ")
+                ),
+            );
+        }
         if let Some(i) = ctx.instructions.map(str::trim).filter(|i| !i.is_empty()) {
             text.push_str(&format!("\n<caller-instructions>\n{i}\n</caller-instructions>"));
         }

@@ -216,10 +216,12 @@ impl Agent {
             tracing::debug!(run = %req.run_id, dropped, "older history left out to fit the token budget");
         }
         let history_len = messages.len();
+        let hot = crate::memory::hot_topics(&self.store, crate::memory::HOT_INDEX_SIZE).await.unwrap_or_default();
         let ctx = TurnContext {
             channel: &req.channel,
             session_key: &req.session_key,
             instructions: req.instructions.as_deref(),
+            hot_topics: &hot,
         };
         messages.push(Message {
             role: Role::User,
@@ -229,8 +231,15 @@ impl Agent {
             ],
         });
 
-        let about = req.person.as_ref().map(|p| format!("You are talking with {} (role: {}).", p.name, p.role));
-        let system = self.prompt.system(about.as_deref().unwrap_or_default());
+        let about = match &req.person {
+            Some(p) => {
+                let memory = crate::memory::memory_summary(&self.store, p.id).await.unwrap_or_default();
+                let who = format!("You are talking with {} (role: {}).", p.name, p.role);
+                if memory.is_empty() { who } else { format!("{who}\n\n{memory}") }
+            }
+            None => String::new(),
+        };
+        let system = self.prompt.system(&about);
         let registry = self.tools();
         // The model is only offered what this person may use; run_tools checks again.
         let offered = match &req.person {

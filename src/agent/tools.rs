@@ -63,6 +63,9 @@ impl Registry {
             registry: deps.channels.clone(),
             store: deps.store.clone(),
         }));
+        for tool in crate::memory::tools(&deps.store) {
+            r.add(tool);
+        }
         r
     }
 

@@ -182,6 +182,7 @@ pub async fn run(gw: Arc<Gateway>, on_listening: impl FnOnce(SocketAddr)) -> any
     spawn_signal_handler(gw.shutdown.clone());
     spawn_reload_handler(gw.clone());
     on_listening(local);
+    crate::memory::spawn_seeding(gw.store.clone(), gw.home.root().join("knowledge"));
     tracing::info!(%local, "gateway listening");
 
     crate::update::spawn_startup_check(&gw.config.update, gw.home.root());

@@ -4,8 +4,12 @@
 //! anyway); calls run on tokio's blocking pool so a slow query never stalls the runtime.
 
 mod devices;
+mod fts;
+mod knowledge;
+mod memory;
 pub mod migrations;
 mod sessions;
+mod usage;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -15,7 +19,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use devices::Device;
+pub use knowledge::{MAX_BODY_BYTES, MAX_TOPIC_CHARS, validate as validate_knowledge};
+pub use memory::{MAX_MEMORY_BYTES, Memory};
 pub use sessions::ToolCallRecord;
+pub use usage::{HotTopic, ToolUsage};
 pub use users::{LinkError, Person};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +105,37 @@ impl Store {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Store;
+
+    /// The store in `dir` (created on first use).
+    pub fn tempstore(dir: &tempfile::TempDir) -> Store {
+        Store::open(&dir.path().join("t.db")).unwrap()
+    }
+
+    /// A fresh store holding these users, with ids 1, 2, ... in order.
+    pub async fn store_with_users(names: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tempstore(&dir);
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        store
+            .call(move |c| {
+                for n in &names {
+                    c.execute("INSERT INTO users (name, role, created_at) VALUES (?1, 'user', 0)", [n])?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        (dir, store)
     }
 }
 

@@ -53,7 +53,8 @@ fn now_ms() -> i64 {
 
 fn code_hash(code: &str) -> String {
     let normal: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
-    crate::home::sha256_hex(normal.as_bytes())
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(normal.as_bytes()))
 }
 
 fn person(tx: &rusqlite::Connection, id: i64) -> rusqlite::Result<Person> {
