@@ -143,8 +143,10 @@ fn venv_python() -> PathBuf {
     python
 }
 
-/// Runs web_check.py with a deadline; returns its JSON report.
-fn run_browser_check(g: &Gateway, screenshot: &Path) -> Value {
+/// Runs web_check.py with a deadline; restarts the gateway on the same port (same home)
+/// when the script asks for it. Returns the JSON report, the first gateway (it owns the
+/// temporary home) and the one now running.
+fn run_browser_check(mut g: Gateway, env: &[(&str, &str)], screenshot: &Path) -> (Value, Gateway, Gateway) {
     let (browser, python) = (chromium(), venv_python());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/web_check.py");
     let tmp = tempfile::tempdir().unwrap();
@@ -154,11 +156,14 @@ fn run_browser_check(g: &Gateway, screenshot: &Path) -> Value {
         .args([&format!("http://{}/", g.addr), TOKEN, screenshot.to_str().unwrap()])
         .arg("--chromium")
         .arg(&browser)
+        .arg("--restart-dir")
+        .arg(tmp.path())
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let mut first = None;
     let deadline = Instant::now() + Duration::from_secs(180);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -166,29 +171,42 @@ fn run_browser_check(g: &Gateway, screenshot: &Path) -> Value {
             let _ = child.wait();
             panic!("web_check.py took over 180 s\n{}", std::fs::read_to_string(&err_path).unwrap_or_default());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        if first.is_none() && tmp.path().join("restart").exists() {
+            g.signal("TERM");
+            g.wait_exit(Duration::from_secs(15));
+            let port = g.port().to_string();
+            let next = Gateway::start_in(&g.home, env, &["--port", &port])
+                .unwrap_or_else(|(out, err)| panic!("restart on port {port} failed:\n{out}\n{err}"));
+            // The first keeps owning the temporary home.
+            first = Some(std::mem::replace(&mut g, next));
+            std::fs::write(tmp.path().join("restarted"), b"").unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     let stdout = std::fs::read_to_string(&out_path).unwrap();
     let stderr = std::fs::read_to_string(&err_path).unwrap();
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|_| panic!("no JSON report from web_check.py:\n{stdout}\n{stderr}"));
     assert!(report.get("failed").is_none(), "the browser check failed: {report}\n{stderr}\n{}", g.stderr());
-    report
+    let first = first.unwrap_or_else(|| panic!("the script never asked for the restart: {report}"));
+    (report, first, g)
 }
 
 #[test]
 fn a_real_browser_on_a_phone_screen_chats_streams_shows_tools_and_keeps_history() {
     let fake = FakeAnthropic::start();
     let base = fake.base_url();
-    let g = Gateway::start(&[
+    let env = [
         ("SKYNET_AGENT__MODEL", "anthropic/claude-test"),
         ("SKYNET_PROVIDERS__ANTHROPIC__BASE_URL", &base),
         ("SKYNET_PROVIDERS__ANTHROPIC__API_KEY", "sk-ant-test"),
         ("SKYNET_AGENT__MAX_STEPS", "3"),
-    ]);
+    ];
+    let g = Gateway::start(&env);
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-chat-390x844.png");
     let _ = std::fs::remove_file(&screenshot);
-    let r = run_browser_check(&g, &screenshot);
+    // The running gateway (last) is dropped, and killed, before the first removes the home.
+    let (r, _first, _running) = run_browser_check(g, &env, &screenshot);
     println!("browser report: {r}\nscreenshot: {}", screenshot.display());
 
     assert_eq!(r["connected"], true, "{r}");
@@ -248,6 +266,12 @@ fn a_real_browser_on_a_phone_screen_chats_streams_shows_tools_and_keeps_history(
     );
     assert_eq!((m["pre"].as_u64(), m["inline"].as_u64()), (Some(1), Some(1)), "{m}");
     assert!(m["scrollWidth"].as_u64() <= m["innerWidth"].as_u64(), "{m}");
+
+    // The gateway restarted under the page: it said so, then reconnected by itself.
+    let re = &r["reconnect"];
+    assert!(re["offline_status"].as_str().unwrap().starts_with("offline"), "{re}");
+    assert_eq!(re["send_disabled"], true, "{re}");
+    assert_eq!(re["messages"], 4, "the stored history came back: {re}");
 
     // Stop aborts the run mid-answer and gives the input back.
     assert_eq!(r["stop"]["state"], "aborted", "{r}");

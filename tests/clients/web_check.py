@@ -2,7 +2,10 @@
 Playwright) at a phone's viewport, as a person would: enter the token, send messages,
 watch the answer stream in, see a tool chip, reload, stop a run, try a wrong token.
 
-    web_check.py URL TOKEN SCREENSHOT_PATH [--chromium /usr/bin/chromium]
+    web_check.py URL TOKEN SCREENSHOT_PATH [--chromium /usr/bin/chromium] [--restart-dir DIR]
+
+With --restart-dir the script also checks reconnecting: it creates DIR/restart, and the
+caller restarts the gateway on the same port, then creates DIR/restarted.
 
 Prints one JSON report on stdout for tests/web.rs to assert on; exits 0 once the report is
 written (the Rust test judges it), 3 on usage or setup errors.
@@ -10,6 +13,7 @@ written (the Rust test judges it), 3 on usage or setup errors.
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -70,6 +74,7 @@ def main():
     ap.add_argument("token")
     ap.add_argument("screenshot")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--restart-dir")
     a = ap.parse_args()
     report = {"console_errors": []}
 
@@ -134,6 +139,23 @@ def main():
         report["history"] = page.eval_on_selector_all(
             ".msg", "els => els.map(e => [e.classList.contains('user') ? 'user' : 'assistant', e.querySelector('.text').textContent])"
         )
+
+        # The gateway restarts: the page shows it is offline, reconnects by itself and
+        # shows the (stored) history again.
+        if a.restart_dir:
+            open(os.path.join(a.restart_dir, "restart"), "w").close()
+            page.wait_for_selector("#status:not([data-state=online])", timeout=15000)
+            offline = page.text_content("#status")
+            send_disabled = page.is_disabled("#send")
+            deadline = time.monotonic() + 30
+            while not os.path.exists(os.path.join(a.restart_dir, "restarted")):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the gateway was not restarted within 30 s")
+                time.sleep(0.05)
+            page.wait_for_selector("#status[data-state=online]", timeout=20000)
+            wait_until(page, "document.querySelectorAll('.msg').length >= 4")
+            report["reconnect"] = {"offline_status": offline, "send_disabled": send_disabled,
+                                   "messages": page.evaluate("document.querySelectorAll('.msg').length")}
 
         # Model text is text: markup stays inert, code blocks scroll inside their bubble.
         send(page, "<img src=x onerror=window.pwned=1> and `inline` then ```\n" + "x" * 300 + "\n```")
