@@ -217,10 +217,15 @@ fn a_real_browser_on_a_phone_screen_chats_streams_shows_tools_and_keeps_history(
     let slow = "slow ".repeat(40);
     assert_eq!(r["stream"]["final_text"], slow.as_str(), "{r}");
     assert_eq!(r["stream"]["state"], "final");
-    let partial: Vec<u64> =
-        r["stream"]["partial_lengths"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-    assert!(partial.len() >= 3, "the answer must be seen streaming, several lengths: {partial:?}");
-    assert!(partial.iter().all(|&n| (n as usize) < slow.len()), "{partial:?}");
+    // (The last delta may carry the whole text just before the final event.)
+    let partial: Vec<u64> = r["stream"]["partial_lengths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .filter(|&n| (n as usize) < slow.len())
+        .collect();
+    assert!(partial.len() >= 3, "the answer must be seen growing, several partial lengths: {partial:?}");
 
     // Tool activity as a chip in the answer.
     let tool = &r["tool"];

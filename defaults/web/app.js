@@ -332,6 +332,7 @@ function onAgent(p) {
 
 function finish(run, runId, kind, note) {
   run.el.dataset.state = kind;
+  run.el.removeAttribute("aria-busy");
   if (note) stickToBottom(() => run.el.append(el("div", "note", note)));
   state.runs.delete(runId);
   if (state.active === runId) state.active = null;
@@ -348,6 +349,7 @@ async function send() {
   const run = bubble("assistant", "");
   run.userEl = user.el;
   run.el.dataset.state = "streaming";
+  run.el.setAttribute("aria-busy", "true"); // screen readers wait for the whole answer
   append(user.el, run.el);
   state.runs.set(runId, run);
   state.active = runId;
