@@ -3,7 +3,9 @@
 # a Node >= 22 (the openclaw-node SDKs use Node's built-in WebSocket), fetched as the
 # npm registry's `node-<platform>` binary package when the system Node is older, the
 # pinned openclaw-node packages from package-lock.json, and a Python venv with the pinned
-# official `openai` SDK from requirements.txt. Safe to run again.
+# official `openai` SDK and Playwright from requirements.txt. Playwright drives the
+# system's Chromium (`apt-get install chromium`); it never downloads a browser of its own.
+# Safe to run again.
 set -euo pipefail
 
 clients="$(cd "$(dirname "$0")" && pwd)/clients"
@@ -53,3 +55,5 @@ if [ "$clients/requirements.txt" -nt "$clients/.venv/installed" ] || [ ! -f "$cl
     touch "$clients/.venv/installed"
 fi
 echo "setup-clients: python openai $("$clients/.venv/bin/python" -c 'import openai; print(openai.__version__)')"
+echo "setup-clients: python playwright $("$clients/.venv/bin/python" -c 'from importlib.metadata import version; print(version("playwright"))')"
+[ -x /usr/bin/chromium ] || echo "setup-clients: warning: /usr/bin/chromium is missing; the web chat test needs it: apt-get install chromium" >&2

@@ -1,5 +1,6 @@
-//! Plain HTTP on the gateway port: liveness, readiness, the WebSocket upgrade at `/`, and
-//! the OpenAI-compatible API under `/v1` (openai_api.rs).
+//! Plain HTTP on the gateway port: liveness, readiness, the WebSocket upgrade at `/` (the
+//! web chat page for plain requests there, web.rs), and the OpenAI-compatible API under
+//! `/v1` (openai_api.rs).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use super::{Gateway, methods, openai_api, ws};
+use super::{Gateway, methods, openai_api, web, ws};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -22,6 +23,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/ready", get(ready))
         .route("/readyz", get(ready))
         .merge(openai_api::routes(gw.config.gateway.max_payload))
+        .merge(web::routes())
         .fallback(not_found)
         .with_state(gw)
 }
@@ -66,14 +68,7 @@ async fn root(
 ) -> Response {
     match upgrade {
         Ok(upgrade) => ws::upgrade(gw, peer, headers, upgrade).await,
-        Err(_) => (
-            [("content-type", "text/plain; charset=utf-8")],
-            format!(
-                "Skynet gateway {}\n\nWebSocket: OpenClaw gateway protocol v3/v4 on this URL (ws://).\nLiveness: /health   Readiness: /readyz\n",
-                env!("CARGO_PKG_VERSION")
-            ),
-        )
-            .into_response(),
+        Err(_) => web::page(&headers),
     }
 }
 

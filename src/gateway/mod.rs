@@ -9,6 +9,7 @@ mod openai_api;
 mod presence;
 mod protocol;
 mod runs;
+mod web;
 mod ws;
 
 use std::collections::HashMap;

@@ -56,14 +56,19 @@ impl Gateway {
         g
     }
 
-    /// Starts in `home`; on failure returns (stdout, stderr) of the process that exited.
+    /// Starts in `home` (on a free port unless `args` names one); on failure returns
+    /// (stdout, stderr) of the process that exited.
     pub fn start_in(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Result<Gateway, (String, String)> {
         let mut cmd = command(home);
         cmd.env("SKYNET_GATEWAY__AUTH_TOKEN", TOKEN);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.arg("run").arg("--port").arg("0").args(args);
+        cmd.arg("run");
+        if !args.contains(&"--port") {
+            cmd.args(["--port", "0"]);
+        }
+        cmd.args(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn skynet-gateway");
         let stderr = Arc::new(Mutex::new(String::new()));
