@@ -180,3 +180,36 @@ async fn the_hourly_limit_of_a_role_refuses_further_messages_and_the_cli_changes
     let code = cli(&home, &["code", "Kid"]);
     assert!(code.status.success() && String::from_utf8_lossy(&code.stdout).trim().len() == 9, "{}", out(&code));
 }
+
+#[tokio::test]
+async fn alice_links_telegram_and_is_remembered_there_after_a_restart() {
+    let fake = FakeAnthropic::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let role = [("SKYNET_USERS__DEFAULT_ROLE", "user")];
+    let mut g = start(&home, &fake, &role);
+    let (mut c, _) = Client::connected(&g, connect_params(TOKEN, 3, 3, &ADMIN)).await;
+    let web = sender("webchat", "alice-browser", "Alice");
+    let fin = say(&mut c, &web, "alice-web", r#"call:memory_save {"text": "Alice's cat is called Tom"}"#, "w-1").await;
+    assert!(text(&fin).starts_with("Tool said: "), "{fin}");
+    let code = c.call("users.linkCode", json!({"sender": web})).await["payload"]["code"].as_str().unwrap().to_string();
+
+    // A restart in between: identities, codes and memory live in SQLite.
+    drop(c);
+    g.signal("TERM");
+    g.wait_exit(std::time::Duration::from_secs(15));
+    let g = start(&home, &fake, &role);
+    let (mut c, _) = Client::connected(&g, connect_params(TOKEN, 3, 3, &ADMIN)).await;
+    let telegram = sender("telegram", "5551234", "alice_tg");
+    let res = c.call("users.link", json!({"code": code, "sender": telegram})).await;
+    assert_eq!(res["payload"]["user"]["name"], "Alice", "{res}");
+
+    let before = fake.requests().len();
+    let fin = say(&mut c, &telegram, "alice-tg", "what is my cat called?", "t-1").await;
+    assert_eq!(fin["payload"]["state"], "final");
+    let sent = &fake.requests()[before];
+    let system = sent["system"].to_string();
+    assert!(system.contains("You are talking with Alice"), "{system}");
+    assert!(system.contains("Alice's cat is called Tom"), "her web memory reached the Telegram prompt: {system}");
+    assert!(sent["messages"].to_string().contains("channel: telegram"), "the volatile tier names the channel");
+}
