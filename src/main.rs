@@ -11,6 +11,7 @@ mod logging;
 mod plugins;
 mod service;
 mod store;
+mod terminal;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
