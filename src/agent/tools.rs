@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 use super::types::ToolSpec;
 
+mod files;
+mod shell;
+
 pub trait Tool: Send + Sync {
     fn spec(&self) -> ToolSpec;
     /// The permission group roles refer to (`[roles.*] tools = ["@files", ...]`).
@@ -54,9 +57,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn with_builtins(deps: &BuiltinDeps) -> Registry {
-        let _ = (&deps.workspace, &deps.store);
+        let _ = &deps.store;
         let mut r = Registry::default();
         r.add(Arc::new(CurrentTime));
+        r.add(Arc::new(shell::Shell::new(&deps.workspace)));
+        for tool in files::FileTool::all(&deps.workspace) {
+            r.add(Arc::new(tool));
+        }
         r
     }
 

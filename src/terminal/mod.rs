@@ -3,7 +3,7 @@
 //! script plugins. PTY sessions will live here too.
 
 mod parse;
-mod paths;
+pub mod paths;
 pub mod process;
 pub mod safety;
 

@@ -37,15 +37,16 @@ pub fn capped_text(bytes: &[u8], cap: usize) -> String {
     s
 }
 
-/// Reads `out` while waiting for `child`. Once the child has exited, whatever its
+/// Reads `out` into `kept` (up to `cap + 1` bytes) while waiting for `child`; after a
+/// timeout `kept` still holds the output so far. Once the child has exited, whatever its
 /// background jobs still write is collected for a short grace period only: a `cmd &`
 /// that keeps the pipe open must not hold the call until its timeout.
 pub async fn output_and_exit(
     child: &mut tokio::process::Child,
     out: &mut (impl AsyncRead + Unpin),
+    kept: &mut Vec<u8>,
     cap: usize,
-) -> std::io::Result<(Vec<u8>, ExitStatus)> {
-    let mut kept = Vec::new();
+) -> std::io::Result<ExitStatus> {
     let mut buf = [0u8; 8192];
     let keep = |kept: &mut Vec<u8>, n: usize, buf: &[u8]| {
         let room = (cap + 1).saturating_sub(kept.len());
@@ -55,7 +56,7 @@ pub async fn output_and_exit(
         tokio::select! {
             n = out.read(&mut buf) => match n {
                 Ok(0) | Err(_) => break child.wait().await?,
-                Ok(n) => keep(&mut kept, n, &buf),
+                Ok(n) => keep(kept, n, &buf),
             },
             status = child.wait() => break status?,
         }
@@ -65,11 +66,11 @@ pub async fn output_and_exit(
             if n == 0 {
                 break;
             }
-            keep(&mut kept, n, &buf);
+            keep(kept, n, &buf);
         }
     };
     let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
-    Ok((kept, status))
+    Ok(status)
 }
 
 /// Kills a child's whole process group when dropped (the call ended, timed out or was
