@@ -3,7 +3,7 @@
 //!
 //! It answers by script, keyed on the latest user text: `clock` asks for the
 //! `current_time` tool, `loop` always asks for it, `badtool` calls a tool that does not
-//! exist, `call:NAME` calls the tool NAME, `badjson` sends unparsable tool arguments, `slow` streams 40 pieces 100 ms
+//! exist, `call:NAME` calls the tool NAME (`call:NAME {"json":"args"}` with those arguments), `badjson` sends unparsable tool arguments, `slow` streams 40 pieces 100 ms
 //! apart, `overloaded` fails mid-stream, `garbage` sends a non-JSON data line; anything
 //! else is echoed back as `Echo: <text>`. After a tool result it answers
 //! `Tool said: <result>`.
@@ -251,8 +251,9 @@ async fn messages(State(state): State<Arc<Mutex<Recorded>>>, headers: HeaderMap,
         (tool("current_time", "{}"), Duration::ZERO)
     } else if let Some(result) = tool_result {
         (text_reply(&format!("Tool said: {result}"), 3), Duration::ZERO)
-    } else if let Some(name) = text.strip_prefix("call:") {
-        (tool(name.trim(), "{}"), Duration::ZERO)
+    } else if let Some(call) = text.strip_prefix("call:") {
+        let (name, args) = call.trim().split_once(char::is_whitespace).unwrap_or((call.trim(), "{}"));
+        (tool(name, args.trim()), Duration::ZERO)
     } else if text.contains("clock") {
         (tool("current_time", "{}"), Duration::ZERO)
     } else if text.contains("badtool") {
