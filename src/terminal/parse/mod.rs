@@ -112,6 +112,9 @@ pub enum RedirKind {
 pub struct Redirect {
     pub kind: RedirKind,
     pub target: Word,
+    /// For `Input`: the text it feeds, an index into [`Script::inputs`] (`None`: only
+    /// known at run time).
+    pub input: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -135,6 +138,8 @@ pub struct Function {
 pub struct Script {
     pub commands: Vec<Command>,
     pub functions: Vec<Function>,
+    /// Here-document bodies and here-strings, as written.
+    pub inputs: Vec<String>,
 }
 
 fn parse_nested(line: &str, depth: usize) -> Result<Script, String> {
@@ -169,6 +174,8 @@ struct Heredoc {
     delimiter: String,
     expand: bool,
     strip_tabs: bool,
+    /// Where its body goes in [`Script::inputs`].
+    index: usize,
 }
 
 struct Lexer {
@@ -351,7 +358,7 @@ impl Lexer {
                 if self.peek() == Some('>') {
                     self.pos += 1;
                 }
-                return Ok(Tok::Redir(Redirect { kind: RedirKind::Write, target: self.target(out)? }));
+                return Ok(Tok::Redir(Redirect { kind: RedirKind::Write, target: self.target(out)?, input: None }));
             }
             '&' => {
                 self.pos += if two(self, '&') { 2 } else { 1 };
@@ -401,13 +408,21 @@ impl Lexer {
                     self.pos += 1;
                     if self.peek() == Some('<') {
                         self.pos += 1;
-                        return Ok(Tok::Redir(Redirect { kind: RedirKind::Input, target: self.target(out)? }));
+                        let target = self.target(out)?;
+                        let input = (!target.dynamic).then(|| {
+                            out.inputs.push(format!("{}\n", target.text));
+                            out.inputs.len() - 1
+                        });
+                        return Ok(Tok::Redir(Redirect { kind: RedirKind::Input, target, input }));
                     }
                     let strip_tabs = self.peek() == Some('-');
                     self.pos += usize::from(strip_tabs);
                     let target = self.target(out)?;
-                    self.heredocs.push(Heredoc { delimiter: target.text.clone(), expand: !target.quoted, strip_tabs });
-                    return Ok(Tok::Redir(Redirect { kind: RedirKind::Input, target }));
+                    out.inputs.push(String::new());
+                    let index = out.inputs.len() - 1;
+                    let (delimiter, expand) = (target.text.clone(), !target.quoted);
+                    self.heredocs.push(Heredoc { delimiter, expand, strip_tabs, index });
+                    return Ok(Tok::Redir(Redirect { kind: RedirKind::Input, target, input: Some(index) }));
                 }
                 Some('&') => {
                     self.pos += 1;
@@ -427,7 +442,7 @@ impl Lexer {
         if dup && (target.text == "-" || (!target.text.is_empty() && target.text.chars().all(|c| c.is_ascii_digit()))) {
             kind = RedirKind::NoFile;
         }
-        Ok(Tok::Redir(Redirect { kind, target }))
+        Ok(Tok::Redir(Redirect { kind, target, input: None }))
     }
 
     fn target(&mut self, out: &mut Script) -> Result<Word, String> {

@@ -275,6 +275,9 @@ impl Lexer {
                 body.push_str(&line);
                 body.push('\n');
             }
+            if let Some(slot) = out.inputs.get_mut(doc.index) {
+                slot.clone_from(&body);
+            }
             if doc.expand {
                 let depth = self.depth;
                 self.nested(|_| {

@@ -122,12 +122,15 @@ impl Checker {
     /// A checker for commands run in `workspace` with `HOME` set to it; `skynet_home`'s
     /// settings and database are secrets.
     pub fn new(workspace: &Path, skynet_home: &Path) -> Checker {
-        let user_home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute());
+        let user_home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute())
+            .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()));
         let mut secrets: Vec<PathBuf> = SYSTEM_SECRETS.iter().map(PathBuf::from).collect();
         for f in ["skynet.toml", "skynet.db", "skynet.db-wal", "skynet.db-shm"] {
             secrets.push(skynet_home.join(f));
         }
-        for h in user_home.iter().chain([&workspace.to_path_buf()]) {
+        if let Some(h) = &user_home {
             secrets.extend(HOME_SECRETS.iter().map(|s| h.join(s)));
         }
         let secrets = secrets.iter().map(|s| resolve(s)).collect();
@@ -153,6 +156,17 @@ impl Checker {
 }
 
 /// Where a path operand leads.
+/// What a command reads on its standard input.
+#[derive(Debug, Clone, PartialEq)]
+enum Stdin {
+    /// Nothing (`/dev/null`, as the shell tool runs commands).
+    Empty,
+    /// Text written on the line: a here-document or here-string.
+    Text(String),
+    /// A pipe or a file: not known until run time.
+    Unknown,
+}
+
 enum Place {
     Inside,
     /// The workspace itself.
@@ -264,19 +278,26 @@ impl State<'_> {
                 "the function `{name}` calls itself, which is how fork bombs like `:(){{ :|:& }};:` work"
             ));
         }
-        s.commands.iter().try_for_each(|c| self.command(c))
+        s.commands.iter().try_for_each(|c| self.command(c, s))
     }
 
-    fn command(&mut self, c: &Command) -> Check {
-        let mut stdin_from_file = false;
+    fn command(&mut self, c: &Command, s: &Script) -> Check {
+        let mut stdin = if c.piped { Stdin::Unknown } else { Stdin::Empty };
         for r in &c.redirects {
             match r.kind {
                 RedirKind::Write => self.writable(&[], &r.target, "`>` writes to")?,
                 RedirKind::Read => {
                     self.not_secret(&[], &r.target)?;
-                    stdin_from_file |= r.target.text != "/dev/null";
+                    if r.target.text != "/dev/null" {
+                        stdin = Stdin::Unknown;
+                    }
                 }
-                RedirKind::Input => stdin_from_file = true,
+                RedirKind::Input => {
+                    stdin = match r.input.and_then(|i| s.inputs.get(i)) {
+                        Some(text) => Stdin::Text(text.clone()),
+                        None => Stdin::Unknown,
+                    }
+                }
                 RedirKind::NoFile => {}
             }
         }
@@ -285,12 +306,12 @@ impl State<'_> {
                 self.not_secret(&[], &a.tail(eq + 1))?;
             }
         }
-        if c.words.is_empty() { Ok(()) } else { self.argv(&c.words, c.piped || stdin_from_file, false) }
+        if c.words.is_empty() { Ok(()) } else { self.argv(&c.words, &stdin, false) }
     }
 
-    /// One program with its arguments. `stdin` is a pipe or file; `xargs` is set when more
-    /// arguments will be appended at run time.
-    fn argv(&mut self, words: &[Word], stdin: bool, xargs: bool) -> Check {
+    /// One program with its arguments; `xargs` is set when more arguments will be
+    /// appended at run time.
+    fn argv(&mut self, words: &[Word], stdin: &Stdin, xargs: bool) -> Check {
         let program = &words[0];
         let args = &words[1..];
         let cmd = show(words);
@@ -310,6 +331,11 @@ impl State<'_> {
         }
         for a in args {
             self.not_secret(words, a)?;
+        }
+        if reads_folders(name, args) {
+            for a in args.iter().filter(|a| !a.text.starts_with('-')) {
+                self.no_secret_inside(words, a)?;
+            }
         }
         if xargs
             && (DELETERS.contains(&name)
@@ -363,7 +389,7 @@ impl State<'_> {
                 if a.has(&["-x", "--exec"]) {
                     let inner: Vec<Word> = a.operands.into_iter().cloned().collect();
                     if !inner.is_empty() {
-                        self.argv(&inner, false, false)?;
+                        self.argv(&inner, &Stdin::Empty, false)?;
                     }
                 } else if let Some(w) = a.operands.iter().find(|w| w.dynamic) {
                     return Err(format!("`{cmd}` runs `{}`, which is only known when the line runs", w.raw));
@@ -392,7 +418,7 @@ impl State<'_> {
                 let a = scan(args, &["-c", "-e", "-E", "-m", "-r", "-p", "-W", "-X", "-I", "-M"], true);
                 let inline = a.has(&["-c", "-e", "-E", "-m", "-r", "-p", "--eval", "--print"]);
                 let from_stdin = a.operands.first().is_none_or(|o| o.text == "-");
-                if stdin && !inline && from_stdin {
+                if *stdin == Stdin::Unknown && !inline && from_stdin {
                     return Err(format!(
                         "`{cmd}` runs code from its input, which the checker cannot see (like `curl ... | sh`); save it to a file in the workspace first"
                     ));
@@ -404,6 +430,23 @@ impl State<'_> {
             self.program_file(words, program)?;
         }
         Ok(())
+    }
+}
+
+/// Whether the program reads whole folder trees given as arguments.
+fn reads_folders(name: &str, args: &[Word]) -> bool {
+    let flag = |short: &[char], long: &[&str]| {
+        args.iter().any(|a| match a.text.strip_prefix("--") {
+            Some(l) => long.contains(&l),
+            None => a.text.starts_with('-') && a.text.chars().skip(1).any(|c| short.contains(&c)),
+        })
+    };
+    match name {
+        "rg" | "ag" | "ack" | "tar" | "zip" | "7z" | "rsync" | "scp" | "rgrep" => true,
+        "grep" | "egrep" | "fgrep" => flag(&['r', 'R'], &["recursive", "dereference-recursive"]),
+        "cp" => flag(&['r', 'R', 'a'], &["recursive", "archive"]),
+        "find" => args.iter().any(|a| a.text.starts_with("-exec") || a.text.starts_with("-ok")),
+        _ => false,
     }
 }
 

@@ -118,12 +118,15 @@ impl State<'_> {
                 p.display()
             ))
         };
+        // `--opt=PATH`, curl's `@PATH` and `name=@PATH` name files too.
         let mut candidates = vec![w.clone()];
         if let Some(eq) = w.text.find('=') {
             candidates.push(w.tail(eq + 1));
         }
-        if w.text.starts_with('@') {
-            candidates.push(w.tail(1));
+        for c in candidates.clone() {
+            if c.text.starts_with('@') {
+                candidates.push(c.tail(1));
+            }
         }
         for c in &candidates {
             let t = &c.text;
@@ -143,19 +146,12 @@ impl State<'_> {
                 }
                 continue;
             }
-            let mut reached: Vec<PathBuf> = self.places(c).into_iter().map(|(_, p)| p).collect();
-            if c.tilde
-                && let Some(home) = &self.checker.user_home
-                && let Some(p) = tilde(home, t)
-            {
-                reached.push(resolve(&p));
-            }
-            for p in reached.iter().filter(|p| !p.as_os_str().is_empty()) {
+            for p in self.reached(c) {
                 if let Some(s) = self.checker.secrets.iter().find(|s| p.starts_with(s)) {
                     return refuse(s);
                 }
                 if p.starts_with("/proc") && p.file_name().is_some_and(|n| n == "environ" || n == "mem") {
-                    return refuse(p);
+                    return refuse(&p);
                 }
             }
         }
@@ -295,5 +291,38 @@ impl State<'_> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// For programs that read whole folders (`grep -r`, `tar`, `cp -r`): a folder that
+    /// holds a secret, like the Skynet home above the workspace, is refused too.
+    pub(super) fn no_secret_inside(&self, words: &[Word], w: &Word) -> Check {
+        for p in self.reached(w) {
+            if p == Path::new("/") {
+                continue;
+            }
+            if let Some(s) = self.checker.secrets.iter().find(|s| s.starts_with(&p) && **s != p) {
+                return Err(format!(
+                    "`{}` reads all of {}, which holds {}, a secret (keys, passwords or Skynet's own settings and database); name the files or folders it needs",
+                    show(words),
+                    p.display(),
+                    s.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The paths a static word may reach, with `~` also read as the gateway user's real
+    /// home (where `~/.ssh` lives), whatever `HOME` the shell gets.
+    fn reached(&self, w: &Word) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.places(w).into_iter().map(|(_, p)| p).collect();
+        if w.tilde
+            && let Some(home) = &self.checker.user_home
+            && let Some(p) = tilde(home, &w.text)
+        {
+            out.push(resolve(&p));
+        }
+        out.retain(|p| !p.as_os_str().is_empty());
+        out
     }
 }

@@ -7,7 +7,7 @@ use super::*;
 
 impl State<'_> {
     /// Programs that run another program: that one is checked like any other.
-    pub(super) fn wrapper(&mut self, words: &[Word], name: &str, args: &[Word], stdin: bool, xargs: bool) -> Check {
+    pub(super) fn wrapper(&mut self, words: &[Word], name: &str, args: &[Word], stdin: &Stdin, xargs: bool) -> Check {
         let (values, skip): (&[&str], usize) = match name {
             "env" => (&["-u", "--unset", "-C", "--chdir", "-S", "--split-string"], 0),
             "nohup" | "setsid" | "builtin" | "chronic" | "unbuffer" | "catchsegv" | "busybox" => (&[], 0),
@@ -70,7 +70,7 @@ impl State<'_> {
         if inner.is_empty() { Ok(()) } else { self.argv(&inner, stdin, xargs || name == "xargs") }
     }
 
-    pub(super) fn shell(&mut self, words: &[Word], args: &[Word], stdin: bool) -> Check {
+    pub(super) fn shell(&mut self, words: &[Word], args: &[Word], stdin: &Stdin) -> Check {
         let (mut command, mut read_stdin, mut i) = (false, false, 0);
         while let Some(a) = args.get(i) {
             let t = a.text.as_str();
@@ -96,13 +96,14 @@ impl State<'_> {
                 None => Ok(()),
             };
         }
-        match operands.first() {
-            Some(script) if !read_stdin => self.script_file(words, script),
-            _ if stdin => Err(format!(
+        match (operands.first(), stdin) {
+            (Some(script), _) if !read_stdin => self.script_file(words, script),
+            (_, Stdin::Empty) => Ok(()),
+            (_, Stdin::Text(script)) => self.line(script),
+            (_, Stdin::Unknown) => Err(format!(
                 "`{}`: piping into a shell runs code the checker cannot see (like `curl ... | sh`); save the script in the workspace, read it, then run it with `sh FILE`",
                 show(words)
             )),
-            _ => Ok(()),
         }
     }
 
@@ -227,7 +228,7 @@ impl State<'_> {
                             .iter()
                             .map(|w| if w.text.contains("{}") { substitute(w, r) } else { w.clone() })
                             .collect();
-                        self.argv(&with_root, false, false)?;
+                        self.argv(&with_root, &Stdin::Empty, false)?;
                     }
                 }
                 _ => {}
