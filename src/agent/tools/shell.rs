@@ -72,9 +72,12 @@ impl Tool for Shell {
     }
 
     fn call(&self, input: Value, _ctx: ToolCtx) -> BoxFuture<'static, Result<ToolOutput, String>> {
-        let prepared = self.prepare(input);
+        let (workspace, checker) = (self.workspace.clone(), self.checker.clone());
         Box::pin(async move {
-            let (mut cmd, timeout) = prepared?;
+            // The check touches the file system (links, globs, scripts): off the runtime.
+            let (mut cmd, timeout) = tokio::task::spawn_blocking(move || prepare(&workspace, &checker, input))
+                .await
+                .map_err(|e| format!("the safety check failed: {e}"))??;
             let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot start the command: {e}"))?;
             let writer2 = writer.try_clone().map_err(|e| format!("cannot start the command: {e}"))?;
             cmd.stdout(writer).stderr(writer2);
@@ -116,35 +119,37 @@ impl Tool for Shell {
     }
 }
 
-impl Shell {
-    /// Checks the input and builds the command; an `Err` is what the model is told.
-    fn prepare(&self, input: Value) -> Result<(tokio::process::Command, Option<Duration>), String> {
-        let input: Input = serde_json::from_value(input)
-            .map_err(|e| format!("invalid input ({e}); expected {{\"command\": \"...\", \"timeout_ms\": 5000}}"))?;
-        if input.command.trim().is_empty() {
-            return Err("the command is empty; say what to run, e.g. {\"command\": \"ls -la\"}".into());
-        }
-        if let Verdict::Deny(why) = self.checker.check(&input.command) {
-            return Err(format!("refused by the safety checker: {why}"));
-        }
-        std::fs::create_dir_all(&self.workspace)
-            .map_err(|e| format!("cannot create the workspace {}: {e}", self.workspace.display()))?;
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(&input.command)
-            .current_dir(&self.workspace)
-            .env_clear()
-            .envs(PASS_ENV.iter().filter(|k| **k != "HOME").filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
-            .env("HOME", &self.workspace)
-            .env("TERM", "dumb")
-            .stdin(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
-        if std::env::var_os("PATH").is_none() {
-            cmd.env("PATH", DEFAULT_PATH);
-        }
-        Ok((cmd, input.timeout_ms.map(Duration::from_millis)))
+/// Checks the input and builds the command; an `Err` is what the model is told.
+fn prepare(
+    workspace: &Path,
+    checker: &Checker,
+    input: Value,
+) -> Result<(tokio::process::Command, Option<Duration>), String> {
+    let input: Input = serde_json::from_value(input)
+        .map_err(|e| format!("invalid input ({e}); expected {{\"command\": \"...\", \"timeout_ms\": 5000}}"))?;
+    if input.command.trim().is_empty() {
+        return Err("the command is empty; say what to run, e.g. {\"command\": \"ls -la\"}".into());
     }
+    if let Verdict::Deny(why) = checker.check(&input.command) {
+        return Err(format!("refused by the safety checker: {why}"));
+    }
+    std::fs::create_dir_all(workspace)
+        .map_err(|e| format!("cannot create the workspace {}: {e}", workspace.display()))?;
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(&input.command)
+        .current_dir(workspace)
+        .env_clear()
+        .envs(PASS_ENV.iter().filter(|k| **k != "HOME").filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
+        .env("HOME", workspace)
+        .env("TERM", "dumb")
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", DEFAULT_PATH);
+    }
+    Ok((cmd, input.timeout_ms.map(Duration::from_millis)))
 }
 
 #[cfg(test)]
