@@ -123,7 +123,8 @@ pub struct Command {
     pub assigns: Vec<Word>,
     pub words: Vec<Word>,
     pub redirects: Vec<Redirect>,
-    /// Its standard input is a pipe (it follows `|`, or sits in a group that does).
+    /// Its standard input may be a pipe: it comes after a `|` in its list, or sits in a
+    /// group or substitution that may read one.
     pub piped: bool,
 }
 
@@ -212,10 +213,12 @@ impl Lexer {
 
     /// Commands up to `end`.
     fn list(&mut self, out: &mut Script, end: End, piped_in: bool) -> Result<(), String> {
-        let fresh = || Command { piped: piped_in, ..Command::default() };
-        let mut cmd = fresh();
-        let flush = |out: &mut Script, cmd: &mut Command| {
-            let done = std::mem::replace(cmd, fresh());
+        // After a `|`, every later command of the list may read that pipe
+        // (`curl ... | while true; do sh; done`), so `piped` stays set.
+        let mut piped = piped_in;
+        let mut cmd = Command { piped, ..Command::default() };
+        let flush = |out: &mut Script, cmd: &mut Command, piped: bool| {
+            let done = std::mem::replace(cmd, Command { piped, ..Command::default() });
             if !done.words.is_empty() || !done.assigns.is_empty() || !done.redirects.is_empty() {
                 out.commands.push(done);
             }
@@ -223,7 +226,7 @@ impl Lexer {
         loop {
             match self.token(out)? {
                 Tok::Eof => {
-                    flush(out, &mut cmd);
+                    flush(out, &mut cmd, piped);
                     return match end {
                         End::Eof => Ok(()),
                         End::Paren => Err("a `(` is never closed".into()),
@@ -231,14 +234,14 @@ impl Lexer {
                     };
                 }
                 Tok::Op(Op::RParen) if end == End::Paren => {
-                    flush(out, &mut cmd);
+                    flush(out, &mut cmd, piped);
                     return Ok(());
                 }
                 Tok::Op(Op::RParen) => return Err("unexpected `)`".into()),
-                Tok::Op(Op::Sep) => flush(out, &mut cmd),
+                Tok::Op(Op::Sep) => flush(out, &mut cmd, piped),
                 Tok::Op(Op::Pipe) => {
-                    flush(out, &mut cmd);
-                    cmd.piped = true;
+                    piped = true;
+                    flush(out, &mut cmd, piped);
                 }
                 Tok::Op(Op::LParen) => {
                     let bare = cmd.assigns.is_empty() && cmd.redirects.is_empty();
@@ -265,7 +268,7 @@ impl Lexer {
                                 continue;
                             }
                             "}" if end == End::Brace => {
-                                flush(out, &mut cmd);
+                                flush(out, &mut cmd, piped);
                                 return Ok(());
                             }
                             "}" => return Err("unexpected `}`".into()),

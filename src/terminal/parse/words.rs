@@ -12,7 +12,7 @@ impl Lexer {
                 ' ' | '\t' | '\r' | '\n' | ';' | '&' | '|' | '(' | ')' => break,
                 '<' | '>' if self.peek_at(1) == Some('(') => {
                     self.pos += 2;
-                    self.nested(|l| l.list(out, End::Paren, false))?;
+                    self.nested(|l| l.list(out, End::Paren, true))?;
                     w.expansion();
                 }
                 '<' | '>' => break,
@@ -100,7 +100,7 @@ impl Lexer {
             }
             Some('(') => {
                 self.pos += 1;
-                self.nested(|l| l.list(out, End::Paren, false))?;
+                self.nested(|l| l.list(out, End::Paren, true))?;
                 w.expansion();
             }
             Some('{') => {
@@ -196,7 +196,7 @@ impl Lexer {
         let depth = self.depth;
         self.nested(|_| {
             let mut sub = Lexer { chars: inner.chars().collect(), pos: 0, depth: depth + 1, heredocs: Vec::new() };
-            sub.list(out, End::Eof, false)
+            sub.list(out, End::Eof, true)
         })?;
         w.expansion();
         Ok(())

@@ -278,11 +278,20 @@ impl State<'_> {
                 "the function `{name}` calls itself, which is how fork bombs like `:(){{ :|:& }};:` work"
             ));
         }
-        s.commands.iter().try_for_each(|c| self.command(c, s))
+        // `{ sh; } < file`, `while ...; done < file` and `exec < file` give the commands
+        // inside a standard input this flat list cannot place: assume any of them reads it.
+        let shared_stdin = s.commands.iter().any(|c| {
+            let bare = c.words.is_empty() || (c.words.len() == 1 && c.words[0].text == "exec");
+            bare && c
+                .redirects
+                .iter()
+                .any(|r| r.kind == RedirKind::Input || (r.kind == RedirKind::Read && r.target.text != "/dev/null"))
+        });
+        s.commands.iter().try_for_each(|c| self.command(c, s, shared_stdin))
     }
 
-    fn command(&mut self, c: &Command, s: &Script) -> Check {
-        let mut stdin = if c.piped { Stdin::Unknown } else { Stdin::Empty };
+    fn command(&mut self, c: &Command, s: &Script, shared_stdin: bool) -> Check {
+        let mut stdin = if c.piped || shared_stdin { Stdin::Unknown } else { Stdin::Empty };
         for r in &c.redirects {
             match r.kind {
                 RedirKind::Write => self.writable(&[], &r.target, "`>` writes to")?,
@@ -412,7 +421,7 @@ impl State<'_> {
                 || name == "busybox" && args.first().is_some_and(|a| SHELLS.contains(&a.text.as_str())) =>
             {
                 let args = if name == "busybox" { &args[1..] } else { args };
-                self.shell(words, args, stdin)?;
+                self.shell(words, args, stdin, xargs)?;
             }
             _ if INTERPRETERS.contains(&family(name)) => {
                 let a = scan(args, &["-c", "-e", "-E", "-m", "-r", "-p", "-W", "-X", "-I", "-M"], true);

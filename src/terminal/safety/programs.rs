@@ -61,7 +61,16 @@ impl State<'_> {
                 self.code_string(words, &Word::literal(&format!("{} {rest}", s.text)))?;
             }
         }
-        let mut inner: Vec<Word> = a.operands.into_iter().skip(skip).cloned().collect();
+        let mut inner: Vec<Word> = a.operands.iter().skip(skip).map(|w| (*w).clone()).collect();
+        if name == "xargs"
+            && let Some(token) = xargs_replace(&a, args)
+        {
+            // `xargs -I{} sh -c '{}'`: a word holding the token gets its value from the input.
+            for w in inner.iter_mut().filter(|w| w.text.contains(&token)) {
+                w.text = w.text.replace(&token, &EXP.to_string());
+                w.dynamic = true;
+            }
+        }
         if name == "env" {
             while inner.first().is_some_and(|w| w.text.contains('=')) {
                 inner.remove(0);
@@ -70,7 +79,8 @@ impl State<'_> {
         if inner.is_empty() { Ok(()) } else { self.argv(&inner, stdin, xargs || name == "xargs") }
     }
 
-    pub(super) fn shell(&mut self, words: &[Word], args: &[Word], stdin: &Stdin) -> Check {
+    /// `xargs` is set when the input will add arguments (so `xargs sh -c` runs code from it).
+    pub(super) fn shell(&mut self, words: &[Word], args: &[Word], stdin: &Stdin, xargs: bool) -> Check {
         let (mut command, mut read_stdin, mut i) = (false, false, 0);
         while let Some(a) = args.get(i) {
             let t = a.text.as_str();
@@ -90,14 +100,19 @@ impl State<'_> {
             i += if t.ends_with('o') || t.ends_with('O') { 2 } else { 1 };
         }
         let operands = args.get(i..).unwrap_or_default();
+        let from_xargs = || {
+            Err(format!("`{}` runs code that xargs takes from its input, which the checker cannot see", show(words)))
+        };
         if command {
             return match operands.first() {
                 Some(code) => self.code_string(words, code),
+                None if xargs => from_xargs(),
                 None => Ok(()),
             };
         }
         match (operands.first(), stdin) {
             (Some(script), _) if !read_stdin => self.script_file(words, script),
+            (None, _) if xargs && !read_stdin => from_xargs(),
             (_, Stdin::Empty) => Ok(()),
             (_, Stdin::Text(script)) => self.line(script),
             (_, Stdin::Unknown) => Err(format!(
@@ -307,5 +322,20 @@ impl State<'_> {
         if self.cwds.len() > 16 {
             self.cwds = vec![None];
         }
+    }
+}
+
+/// The token `xargs -I TOKEN` (or `-i[TOKEN]`, `--replace[=TOKEN]`) replaces with input.
+fn xargs_replace(a: &Args<'_>, args: &[Word]) -> Option<String> {
+    if let Some(v) = a.values(&["-I", "--replace"]).first() {
+        return Some(v.text.clone());
+    }
+    let short = args.iter().find_map(|w| w.text.strip_prefix("-i").filter(|_| !w.text.starts_with("--")));
+    let long = a.has(&["--replace"]);
+    match short {
+        Some(rest) if !rest.is_empty() => Some(rest.to_string()),
+        Some(_) => Some("{}".into()),
+        None if long => Some("{}".into()),
+        None => None,
     }
 }
