@@ -135,6 +135,7 @@ fn prepare(
     }
     std::fs::create_dir_all(workspace)
         .map_err(|e| format!("cannot create the workspace {}: {e}", workspace.display()))?;
+    let workspace = &workspace.canonicalize().unwrap_or_else(|_| workspace.to_path_buf());
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(&input.command)

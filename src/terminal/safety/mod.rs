@@ -122,6 +122,9 @@ impl Checker {
     /// A checker for commands run in `workspace` with `HOME` set to it; `skynet_home`'s
     /// settings and database are secrets.
     pub fn new(workspace: &Path, skynet_home: &Path) -> Checker {
+        // Paths are judged from the root down, so a relative SKYNET_HOME is made absolute.
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let (workspace, skynet_home) = (&absolute(workspace), &absolute(skynet_home));
         let user_home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .filter(|h| h.is_absolute())
