@@ -290,11 +290,15 @@ fn list(workspace: &Path, path: &str) -> Result<String, String> {
     let dir = c.open_dirs(c.parts.len(), false)?;
     let lookup = dir.try_clone().map_err(|e| c.open_error(e))?;
     // SAFETY: fdopendir takes ownership of a valid directory descriptor (released by
-    // into_raw_fd) and closedir below frees it; entries are read before the next readdir.
+    // into_raw_fd; closed here if it fails) and closedir below frees it; each entry is
+    // copied before the next readdir.
     let mut entries = unsafe {
-        let dirp = libc::fdopendir(dir.into_raw_fd());
+        let raw = dir.into_raw_fd();
+        let dirp = libc::fdopendir(raw);
         if dirp.is_null() {
-            return Err(c.open_error(io::Error::last_os_error()));
+            let e = io::Error::last_os_error();
+            libc::close(raw);
+            return Err(c.open_error(e));
         }
         let mut found = Vec::new();
         loop {
