@@ -14,6 +14,7 @@ mod plugins;
 mod service;
 mod setup;
 mod store;
+mod terminal;
 mod update;
 mod users;
 

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 use super::types::ToolSpec;
 
+mod files;
+mod shell;
+
 pub trait Tool: Send + Sync {
     fn spec(&self) -> ToolSpec;
     /// The permission group roles refer to (`[roles.*] tools = ["@files", ...]`).
@@ -56,13 +59,16 @@ pub struct Registry {
 
 impl Registry {
     pub fn with_builtins(deps: &BuiltinDeps) -> Registry {
-        let _ = &deps.workspace;
         let mut r = Registry::default();
         r.add(Arc::new(CurrentTime));
         r.add(Arc::new(crate::channels::send_tool::SendMessage {
             registry: deps.channels.clone(),
             store: deps.store.clone(),
         }));
+        r.add(Arc::new(shell::Shell::new(&deps.workspace)));
+        for tool in files::FileTool::all(&deps.workspace) {
+            r.add(Arc::new(tool));
+        }
         for tool in crate::memory::tools(&deps.store) {
             r.add(tool);
         }

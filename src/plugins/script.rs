@@ -25,15 +25,11 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::agent::tools::{Tool, ToolCtx, ToolOutput};
 use crate::agent::types::ToolSpec;
-
-/// Output beyond this is cut, so one chatty program cannot flood the model's context.
-const MAX_OUTPUT: usize = 64 * 1024;
-/// Environment passed through to plugins; everything else (API keys, tokens) is withheld.
-const PASS_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+use crate::terminal::process::{GroupKiller, MAX_OUTPUT, PASS_ENV, capped_text, read_capped};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,7 +192,7 @@ impl Tool for ScriptTool {
                     let _ = s.write_all(input.as_bytes()).await;
                 }
                 drop(stdin);
-                tokio::join!(read_capped(&mut stdout), read_capped(&mut stderr), child.wait())
+                tokio::join!(read_capped(&mut stdout, MAX_OUTPUT), read_capped(&mut stderr, MAX_OUTPUT), child.wait())
             };
             let (out, err, status) = match timeout {
                 Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
@@ -205,13 +201,7 @@ impl Tool for ScriptTool {
                 None => work.await,
             };
             let status = status.map_err(|e| format!("the {name} plugin's program failed: {e}"))?;
-            let text = |bytes: &[u8]| {
-                let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_OUTPUT)]).into_owned();
-                if bytes.len() > MAX_OUTPUT {
-                    s.push_str("\n[output cut at 64 KiB]");
-                }
-                s
-            };
+            let text = |bytes: &[u8]| capped_text(bytes, MAX_OUTPUT);
             if status.success() {
                 Ok(text(&out).into())
             } else {
@@ -219,36 +209,6 @@ impl Tool for ScriptTool {
                 Err(format!("the {name} plugin failed ({status}): {}", why.trim()))
             }
         })
-    }
-}
-
-/// Reads everything, keeping the first `MAX_OUTPUT + 1` bytes: the program never blocks
-/// on a full pipe, and the caller can tell the output was cut.
-async fn read_capped(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = r.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        let room = (MAX_OUTPUT + 1).saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
-    }
-    kept
-}
-
-/// Kills the plugin's whole process group when the call ends, times out or is aborted,
-/// so a script's children never outlive it.
-struct GroupKiller(u32);
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        if let Ok(pgid) = i32::try_from(self.0) {
-            // SAFETY: kill(2) with a negative pid signals that process group; no memory is touched.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
     }
 }
 
