@@ -213,3 +213,24 @@ async fn alice_links_telegram_and_is_remembered_there_after_a_restart() {
     assert!(system.contains("Alice's cat is called Tom"), "her web memory reached the Telegram prompt: {system}");
     assert!(sent["messages"].to_string().contains("channel: telegram"), "the volatile tier names the channel");
 }
+
+#[tokio::test]
+async fn a_child_asking_for_a_shell_command_is_refused_and_an_admin_is_not() {
+    let fake = FakeAnthropic::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let g = start(&home, &fake, &[("SKYNET_USERS__DEFAULT_ROLE", "child")]);
+    let (mut c, _) = Client::connected(&g, connect_params(TOKEN, 3, 3, &ADMIN)).await;
+    let kid = sender("discord", "77", "Kid");
+    let run = r#"call:shell {"command": "echo made-by-shell > shell.txt && cat shell.txt"}"#;
+    let fin = say(&mut c, &kid, "kid", run, "kid-shell").await;
+    let answer = text(&fin);
+    assert!(answer.contains("refused: the child role may not use the shell tool"), "{answer}");
+    assert!(!home.join("workspace/shell.txt").exists(), "nothing ran");
+    let h = c.call("chat.history", json!({"sessionKey": "kid"})).await;
+    assert!(h.to_string().contains("refused: the child role"), "the refusal is in the session: {h}");
+
+    let fin = say(&mut c, &json!(null), "admin", run, "admin-shell").await;
+    assert!(text(&fin).contains("made-by-shell"), "{fin}");
+    assert!(home.join("workspace/shell.txt").exists());
+}
