@@ -19,7 +19,8 @@
 //! - The system prompt goes through a file (mode 0600) in a private, empty per-call
 //!   folder that is also the CLI's working directory: the prompt holds the user's memory,
 //!   which must not show in `ps`, and an empty folder gives the CLI no CLAUDE.md or git
-//!   repository to pick up. The folder is removed when the call ends.
+//!   repository to pick up. The folder is removed as soon as the call ends (the CLI read
+//!   the prompt at its start), so a gateway stopped right after leaves none behind.
 //!
 //! The program is the path in `base_url` of `[providers.claude-cli]` (a plain path), else
 //! the CLAUDE_CLI variable, else `claude` on PATH, else the native installer's
@@ -180,7 +181,8 @@ impl ClaudeCli {
         });
         let run = Run {
             provider: self.name.clone(),
-            child: Some((child, dir)),
+            child: Some(child),
+            dir: Some(dir),
             stdout: BufReader::new(stdout),
             stderr: Some(tokio::spawn(tail(stderr))),
             decoder: Decoder::new(&self.name),
@@ -345,7 +347,8 @@ impl Drop for RunDir {
 struct Run {
     provider: String,
     /// Until the call ends; then handed to `reap`.
-    child: Option<(Child, RunDir)>,
+    child: Option<Child>,
+    dir: Option<RunDir>,
     stdout: BufReader<ChildStdout>,
     stderr: Option<JoinHandle<Vec<u8>>>,
     decoder: Decoder,
@@ -402,17 +405,16 @@ impl Run {
 
     fn end(&mut self, stop_now: bool) {
         self.over = true;
-        if let Some((child, dir)) = self.child.take() {
-            reap(child, dir, stop_now);
+        self.dir = None;
+        if let Some(child) = self.child.take() {
+            reap(child, stop_now);
         }
     }
 
     /// Output ended without a `result`: the exit status and stderr say why.
     async fn ended_early(&mut self) -> ProviderError {
         let status = match self.child.as_mut() {
-            Some((child, _)) => {
-                tokio::time::timeout(Duration::from_secs(10), child.wait()).await.ok().and_then(Result::ok)
-            }
+            Some(child) => tokio::time::timeout(Duration::from_secs(10), child.wait()).await.ok().and_then(Result::ok),
             None => None,
         };
         self.end(status.is_none());
@@ -490,8 +492,8 @@ async fn tail(mut r: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
 
 /// Ends a call's process: waits for it to exit by itself (after its answer), or asks it
 /// to stop (SIGTERM, then SIGKILL after 2 s), then kills whatever is left of its process
-/// group and removes its folder. Never blocks the caller.
-fn reap(mut child: Child, dir: RunDir, stop_now: bool) {
+/// group. Never blocks the caller.
+fn reap(mut child: Child, stop_now: bool) {
     let group = child.id().and_then(|id| i32::try_from(id).ok());
     if stop_now {
         signal(group, libc::SIGTERM);
@@ -503,7 +505,6 @@ fn reap(mut child: Child, dir: RunDir, stop_now: bool) {
             let _ = child.wait().await;
         }
         signal(group, libc::SIGKILL);
-        drop(dir);
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn(finish)),
