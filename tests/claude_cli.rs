@@ -1,8 +1,8 @@
 //! The real Claude Code CLI (npm `@anthropic-ai/claude-code`, pinned in tests/clients) as
 //! the gateway's model: the gateway runs `claude`, which calls the fake Anthropic API that
 //! ANTHROPIC_BASE_URL points it at, with the ANTHROPIC_API_KEY the gateway passes on; the
-//! CLI's streamed answer comes back as chat events. Also: the gateway without the CLI, and
-//! `setup` checking it. Needs `tests/setup-clients.sh` (tests/run.sh calls it).
+//! CLI's streamed answer comes back as chat events. Also: the gateway without the CLI (and
+//! `models.list` offering it), and `setup` checking it. Needs `tests/setup-clients.sh` (tests/run.sh calls it).
 
 mod common;
 
@@ -131,6 +131,9 @@ async fn without_the_cli_a_chat_says_how_to_install_it_and_the_gateway_keeps_ser
     }
     let health = c.call("health", json!({})).await;
     assert_eq!(health["ok"], true, "{health}");
+    let models = c.call("models.list", json!({})).await["payload"]["models"].clone();
+    let listed = |id: &str| models.as_array().unwrap().iter().filter(|m| m["id"] == id).count();
+    assert_eq!(listed("claude-cli/sonnet"), 2, "the default and the preset: {models}");
 }
 
 #[test]

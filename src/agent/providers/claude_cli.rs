@@ -3,12 +3,15 @@
 //! answers with whatever the CLI is signed in with (a Claude subscription via `claude auth
 //! login`, or ANTHROPIC_API_KEY), and streams its `stream-json` output back as events.
 //!
-//! The call, as the CLI 2.1 understands it (`claude --help`):
+//! The call, as `claude --help` of the CLI 2.1.330 describes its options:
 //! `claude --print --verbose --input-format stream-json --output-format stream-json
 //! --include-partial-messages --model M --tools "" --system-prompt-file system.md
-//! --no-session-persistence --strict-mcp-config --disable-slash-commands`.
+//! --no-session-persistence --strict-mcp-config --disable-slash-commands
+//! --permission-mode dontAsk` (`--verbose` is required with `stream-json` output;
+//! `--include-partial-messages` adds the token-level `stream_event` lines).
 //! - `--tools ""` leaves the CLI no tools of its own (no shell, no file edits), and
-//!   `--strict-mcp-config` none from MCP servers: it acts as a plain model. Skynet's own
+//!   `--strict-mcp-config` none from MCP servers (`dontAsk` would refuse any that slipped
+//!   through instead of asking): it acts as a plain model. Skynet's own
 //!   tools are not offered through this provider either (the CLI has no way to hand a
 //!   tool call back to its caller), so it never yields tool calls; the system prompt
 //!   says so.
@@ -22,7 +25,7 @@
 //!   repository to pick up. The folder is removed as soon as the call ends (the CLI read
 //!   the prompt at its start), so a gateway stopped right after leaves none behind.
 //!
-//! The program is the path in `base_url` of `[providers.claude-cli]` (a plain path), else
+//! The program is the absolute path in `base_url` of `[providers.claude-cli]`, else
 //! the CLAUDE_CLI variable, else `claude` on PATH, else the native installer's
 //! `~/.local/bin/claude`. It runs in its own process group with a minimal environment
 //! (PATH, HOME, locale, proxies and CA settings, and the `ANTHROPIC_*`, `CLAUDE_*`,
