@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use skynet_wizard::{Answers, Choice, Current, Flags, Terminal, Validate, Wizard};
 
+use crate::agent::providers::registry::Kind;
 use crate::agent::providers::{self, ProviderError};
 use crate::config::{Config, DEFAULT_TOML, ProviderConfig};
 use crate::home::Home;
@@ -193,7 +194,8 @@ fn choices() -> Vec<Choice> {
             base_url: p.base_url.into(),
             base_url_placeholder: p.needs_base_url,
             local: p.base_url.contains("://localhost") || p.base_url.contains("://127.0.0.1"),
-            featured: matches!(p.name, "anthropic" | "openai" | "ollama"),
+            featured: matches!(p.name, "anthropic" | "openai" | "ollama" | "claude-cli"),
+            own_login: p.kind == Kind::ClaudeCli,
         })
         .collect()
 }

@@ -2,7 +2,8 @@
 # Installs what the client tests need, inside tests/clients (no root, nothing global):
 # a Node >= 22 (the openclaw-node SDKs use Node's built-in WebSocket), fetched as the
 # npm registry's `node-<platform>` binary package when the system Node is older, the
-# pinned openclaw-node packages from package-lock.json, and a Python venv with the pinned
+# pinned openclaw-node packages and Claude Code CLI (its native binary comes from the
+# registry as an optional dependency) from package-lock.json, and a Python venv with the pinned
 # official `openai` SDK and Playwright from requirements.txt. Playwright drives the
 # system's Chromium (`apt-get install chromium`); it never downloads a browser of its own.
 # Safe to run again.
@@ -41,10 +42,18 @@ fi
 echo "setup-clients: node $("$clients/.node/bin/node" --version) at $clients/.node/bin/node"
 
 if [ ! -d "$clients/node_modules/ocn3" ] || [ ! -d "$clients/node_modules/ocn4" ] \
+    || [ ! -d "$clients/node_modules/@anthropic-ai/claude-code" ] \
     || [ "$clients/package-lock.json" -nt "$clients/node_modules/.package-lock.json" ]; then
     (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "setup-clients: openclaw-node 0.1.0 and 0.14.0 installed"
+# The CLI's postinstall copies the native binary over a stub; an npm that skipped install
+# scripts leaves the stub, so run it then (the package's own documented fix).
+claude="$clients/node_modules/.bin/claude"
+if ! "$claude" --version >/dev/null 2>&1; then
+    (cd "$clients" && node node_modules/@anthropic-ai/claude-code/install.cjs)
+fi
+echo "setup-clients: Claude Code CLI $("$claude" --version)"
 
 command -v python3 >/dev/null || die "python3 is missing: install Python 3.9+ with venv so the openai SDK test can run"
 if [ ! -x "$clients/.venv/bin/python" ]; then

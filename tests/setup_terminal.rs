@@ -126,8 +126,8 @@ fn interactive_setup_with_a_server_of_ones_own_and_a_hidden_key() {
     let Some(s) = Screen::run(&home, "setup") else { return };
 
     s.wait_for("Welcome to Skynet");
-    // Anthropic, OpenAI, Ollama, then "Another service".
-    s.answer("Which model provider?", &["Down", "Down", "Down", "Enter"]);
+    // Anthropic, OpenAI, Ollama, Claude Code CLI, then "Another service".
+    s.answer("Which model provider?", &["Down", "Down", "Down", "Down", "Enter"]);
     // The last entry, reached by wrapping around from the first.
     s.answer("Which service?", &["Up", "Enter"]);
     s.type_in("A short name for it", "mybox");

@@ -18,6 +18,7 @@ struct Picked {
     preset_url: Option<String>,
     placeholder: bool,
     ask_url: bool,
+    own_login: bool,
 }
 
 impl Picked {
@@ -31,6 +32,7 @@ impl Picked {
             preset_url: Some(c.base_url.clone()),
             placeholder: c.base_url_placeholder,
             ask_url: c.local || c.base_url_placeholder,
+            own_login: c.own_login,
         }
     }
 }
@@ -186,6 +188,7 @@ impl Wizard<'_> {
             preset_url: None,
             placeholder: false,
             ask_url: true,
+            own_login: false,
         })
     }
 
@@ -218,6 +221,14 @@ impl Wizard<'_> {
     }
 
     fn ask_key(&self, p: &mut dyn Prompter, picked: &Picked) -> io::Result<Key> {
+        if picked.own_login {
+            p.say(&format!(
+                "{} uses its own sign-in: run `claude auth login` as the user the gateway runs as \
+                 (or set {} for the gateway). No key is stored here.",
+                picked.label, picked.key_env
+            ));
+            return Ok(self.current.key_for(&picked.name));
+        }
         enum Way {
             Keep(Key),
             None,

@@ -37,6 +37,8 @@ pub struct Choice {
     pub local: bool,
     /// Offered on the first screen; the rest sit behind "another service".
     pub featured: bool,
+    /// Signs in by itself (the Claude Code CLI keeps its own login): no key is asked.
+    pub own_login: bool,
 }
 
 /// Where the provider's API key comes from.
@@ -206,11 +208,18 @@ pub(crate) mod testing {
             base_url_placeholder: url.contains("YOUR"),
             local,
             featured,
+            own_login: false,
         };
         vec![
             c("anthropic", true, "claude-sonnet-4-5", "https://api.anthropic.com", false, true),
             c("openai", true, "gpt-5-mini", "https://api.openai.com/v1", false, true),
             c("ollama", false, "llama3.2", "http://localhost:11434/v1", true, true),
+            Choice {
+                label: "Claude Code CLI".into(),
+                key_env: "ANTHROPIC_API_KEY".into(),
+                own_login: true,
+                ..c("claude-cli", false, "sonnet", "", false, true)
+            },
             c("groq", true, "llama-3.3-70b-versatile", "https://api.groq.com/openai/v1", false, false),
             c("azure", true, "", "https://YOUR-RESOURCE.openai.azure.com/openai/v1", false, false),
         ]

@@ -69,6 +69,25 @@ fn first_setup_with_anthropic_writes_model_key_and_a_new_token() {
 }
 
 #[test]
+fn the_claude_code_cli_asks_no_key_and_is_checked_as_it_is() {
+    let choices = choices();
+    let checked = RefCell::new(Vec::new());
+    let check = |a: &Answers| {
+        checked.borrow_mut().push((a.model_ref(), a.key.clone()));
+        Ok(())
+    };
+    let w = wizard(&choices, None, Some(&check));
+    let mut p = Scripted::new(&[Pick("Claude Code CLI"), Enter, Enter, Enter, No, No, No, Yes]);
+    let a = w.ask(&mut p).unwrap_or_else(|e| panic!("{e}\n{}", p.transcript()));
+    let said = p.transcript();
+    assert!(said.contains("claude auth login") && !said.contains("Claude Code CLI API key"), "{said}");
+    assert_eq!(*checked.borrow(), [("claude-cli/sonnet".to_string(), Key::None)]);
+    let d = doc(&apply(DEFAULTS, &a).unwrap());
+    assert_eq!(d["agent"]["model"].as_str(), Some("claude-cli/sonnet"));
+    assert!(d.get("providers").is_none(), "nothing to store for it");
+}
+
+#[test]
 fn a_rerun_keeps_unrelated_settings_comments_token_and_key() {
     let file = "# my own notes\n[gateway]\nbind = \"127.0.0.1\"\nport = 9000 # moved\n\
         auth_token = \"kept-token-0123456789\"\nmax_payload = 999999\n\n[agent]\nmodel = \"anthropic/claude-old\"\n\

@@ -154,7 +154,8 @@ impl Decoder {
     }
 }
 
-fn stop_reason(reason: Option<&str>) -> StopReason {
+/// Anthropic's stop reasons (the Claude Code CLI reports the same ones).
+pub(super) fn stop_reason(reason: Option<&str>) -> StopReason {
     match reason {
         None | Some("end_turn") => StopReason::EndTurn,
         Some("tool_use") => StopReason::ToolUse,

@@ -1,6 +1,7 @@
 //! Model providers behind one streaming trait: native Anthropic Messages, native OpenAI
-//! Chat Completions, and a registry of OpenAI-compatible services that reuse the OpenAI
-//! implementation with their own base URL, auth header and key variable.
+//! Chat Completions, a registry of OpenAI-compatible services that reuse the OpenAI
+//! implementation with their own base URL, auth header and key variable, and the Claude
+//! Code CLI run as a local program.
 
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub enum ProviderError {
     Stream { provider: String, message: String },
     #[error("{provider} did not answer within {after:?}")]
     Timeout { provider: String, after: Duration },
+    /// A provider that is a local program: it is missing, cannot start, or failed.
+    #[error("{provider}: {message}")]
+    Program { provider: String, message: String },
     #[error("the request was cancelled")]
     Cancelled,
 }
@@ -53,13 +57,14 @@ impl ProviderError {
                 *status == 401 || *status == 403 || *status == 408 || *status == 429 || *status >= 500
             }
             ProviderError::Network { .. } | ProviderError::Timeout { .. } | ProviderError::Stream { .. } => true,
-            ProviderError::Protocol { .. } => true,
+            ProviderError::Protocol { .. } | ProviderError::Program { .. } => true,
             ProviderError::Cancelled => false,
         }
     }
 }
 
 pub mod anthropic;
+pub mod claude_cli;
 pub mod openai;
 pub mod registry;
 mod sse;

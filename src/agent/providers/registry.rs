@@ -1,6 +1,7 @@
 //! The services Skynet knows by name, and `build`, which turns a name plus optional
 //! `[providers.<name>]` settings into a ready provider. Every OpenAI-compatible service
-//! is a row here, not code: the OpenAI implementation serves them all.
+//! is a row here, not code: the OpenAI implementation serves them all. The Claude Code
+//! CLI is a row too, of its own kind: a local program instead of an address.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use reqwest::header::HeaderMap;
 
 use super::Provider;
 use super::anthropic::{self, Anthropic};
+use super::claude_cli::ClaudeCli;
 use super::openai::{self, OpenAi};
 use super::sse::{self, Endpoint};
 use crate::config::ProviderConfig;
@@ -21,6 +23,8 @@ pub enum Kind {
     OpenAi,
     /// Anything speaking OpenAI Chat Completions.
     OpenAiCompatible,
+    /// The Claude Code CLI (`claude`) run as a program; it signs in by itself.
+    ClaudeCli,
 }
 
 /// How the key is sent. Without a key no header is sent at all, which is what local
@@ -40,7 +44,8 @@ pub struct Preset {
     /// For people: "Groq", "Ollama (this machine)".
     pub title: &'static str,
     pub kind: Kind,
-    /// Anthropic's without `/v1`, OpenAI-style ones with their version path.
+    /// Anthropic's without `/v1`, OpenAI-style ones with their version path; empty for
+    /// the Claude Code CLI, which is a program (its optional `base_url` is its path).
     pub base_url: &'static str,
     pub auth: Auth,
     /// The environment variable the service's own tools read the key from.
@@ -80,7 +85,7 @@ const fn local(name: &'static str, title: &'static str, base_url: &'static str, 
     Preset { key_required: false, ..remote(name, title, base_url, key_env, "") }
 }
 
-static PRESETS: [Preset; 36] = [
+static PRESETS: [Preset; 37] = [
     Preset {
         kind: Kind::Anthropic,
         auth: Auth::ApiKeyHeader("x-api-key"),
@@ -93,6 +98,13 @@ static PRESETS: [Preset; 36] = [
     Preset {
         default_model: "llama3.2",
         ..local("ollama", "Ollama (this machine)", "http://localhost:11434/v1", "OLLAMA_API_KEY")
+    },
+    // Its key is optional: the CLI's own login (`claude auth login`) is the usual way.
+    Preset {
+        kind: Kind::ClaudeCli,
+        key_required: false,
+        stream_usage: false,
+        ..remote("claude-cli", "Claude Code CLI (its own login)", "", "ANTHROPIC_API_KEY", "sonnet")
     },
     local("lmstudio", "LM Studio (this machine)", "http://localhost:1234/v1", "LMSTUDIO_API_KEY"),
     local("vllm", "vLLM (this machine)", "http://localhost:8000/v1", "VLLM_API_KEY"),
@@ -268,13 +280,39 @@ pub fn build(
         Some("anthropic") => Kind::Anthropic,
         Some("openai") => Kind::OpenAi,
         Some("openai-compatible" | "openai_compatible") => Kind::OpenAiCompatible,
+        Some("claude-cli" | "claude_cli") => Kind::ClaudeCli,
         Some(other) => {
             return Err(format!(
-                "provider `{name}`: kind = {other:?} is not known. \
-                 Set kind in {section} to \"anthropic\", \"openai\" or \"openai-compatible\"."
+                "provider `{name}`: kind = {other:?} is not known. Set kind in {section} to \
+                 \"anthropic\", \"openai\", \"openai-compatible\" or \"claude-cli\"."
             ));
         }
     };
+    let timeout = match cfg.timeout_secs {
+        Some(0) => return Err(format!("provider `{name}`: timeout_secs in {section} must be at least 1.")),
+        Some(secs) => secs,
+        None => DEFAULT_TIMEOUT_SECS,
+    };
+    if kind == Kind::ClaudeCli {
+        // A path, not an address: `base_url` in the section, else CLAUDE_CLI, else PATH.
+        let program = cfg
+            .base_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .or_else(|| env("CLAUDE_CLI").filter(|p| !p.trim().is_empty()));
+        let program = program.map(std::path::PathBuf::from);
+        if let Some(relative) = program.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(format!(
+                "provider `{name}`: the path of `claude` must be absolute, not {:?}: correct base_url in {section} \
+                 or CLAUDE_CLI (e.g. /usr/local/bin/claude, as `command -v claude` shows it).",
+                relative.display().to_string()
+            ));
+        }
+        let key = resolve_key(cfg, "ANTHROPIC_API_KEY", env);
+        return Ok(Arc::new(ClaudeCli::new(name, program, key, Duration::from_secs(timeout))));
+    }
     let base_url = match (cfg.base_url.as_deref().map(str::trim).filter(|u| !u.is_empty()), preset) {
         (Some(url), _) => url,
         (None, Some(p)) if p.needs_base_url => {
@@ -325,24 +363,17 @@ pub fn build(
         headers.insert(header, value);
     }
 
-    let timeout = match cfg.timeout_secs {
-        Some(0) => return Err(format!("provider `{name}`: timeout_secs in {section} must be at least 1.")),
-        Some(secs) => secs,
-        None => DEFAULT_TIMEOUT_SECS,
-    };
     // Anthropic's SDKs take the base without `/v1`; forgive the common slip of adding it.
     let base_url = match kind {
         Kind::Anthropic => base_url.trim_end_matches('/').strip_suffix("/v1").unwrap_or(base_url),
         _ => base_url,
     };
     let endpoint = Endpoint::new(name, base_url, headers, Duration::from_secs(timeout))?;
-    Ok(match kind {
-        Kind::Anthropic => Arc::new(Anthropic::new(endpoint)),
-        Kind::OpenAi | Kind::OpenAiCompatible => {
-            let stream_usage = preset.is_none_or(|p| p.stream_usage);
-            Arc::new(OpenAi::new(endpoint, openai::Options { native: kind == Kind::OpenAi, stream_usage }))
-        }
-    })
+    if is_anthropic {
+        return Ok(Arc::new(Anthropic::new(endpoint)));
+    }
+    let stream_usage = preset.is_none_or(|p| p.stream_usage);
+    Ok(Arc::new(OpenAi::new(endpoint, openai::Options { native: kind == Kind::OpenAi, stream_usage })))
 }
 
 /// The first non-empty of: `api_key`, the variable named by `api_key_env`, the usual one.
@@ -424,6 +455,11 @@ mod tests {
         let names: HashSet<&str> = all.iter().map(|p| p.name).collect();
         assert_eq!(names.len(), all.len(), "names are unique");
         for p in all {
+            assert!(p.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{}", p.name);
+            if p.kind == Kind::ClaudeCli {
+                assert!(p.base_url.is_empty() && !p.key_required, "a program with its own login");
+                continue;
+            }
             let url = reqwest::Url::parse(p.base_url).unwrap_or_else(|e| panic!("{}: {e}", p.name));
             assert!(matches!(url.scheme(), "http" | "https"), "{}", p.name);
             assert!(!p.base_url.ends_with('/'), "{}", p.name);
@@ -432,7 +468,6 @@ mod tests {
                 "{}",
                 p.name
             );
-            assert!(p.name.chars().all(|c| c.is_ascii_lowercase()), "{}", p.name);
             if p.key_required && !p.needs_base_url {
                 assert!(url.scheme() == "https", "{} sends a key, so over TLS", p.name);
             }
@@ -445,7 +480,8 @@ mod tests {
 
     #[test]
     fn every_preset_builds_when_given_what_it_needs() {
-        let env = |_: &str| Some("key-123".to_string());
+        // CLAUDE_CLI unset: the Claude Code CLI is then looked for on PATH at each call.
+        let env = |var: &str| (var != "CLAUDE_CLI").then(|| "key-123".to_string());
         for p in presets() {
             let cfg = if p.needs_base_url { at("https://example.test/v1") } else { ProviderConfig::default() };
             let built = build(p.name, Some(&cfg), &env).unwrap_or_else(|e| panic!("{}: {e}", p.name));
@@ -529,6 +565,17 @@ mod tests {
         let sent = server.requests().remove(0);
         assert_eq!(sent.path, "/v1/messages");
         assert_eq!(sent.headers["x-api-key"], "a");
+    }
+
+    #[test]
+    fn the_claude_cli_needs_no_key_and_takes_an_absolute_program_path() {
+        assert_eq!(build("claude-cli", None, &no_env).unwrap().name(), "claude-cli");
+        let own = ProviderConfig { kind: Some("claude-cli".into()), ..at("/opt/claude/bin/claude") };
+        assert_eq!(build("claude-work", Some(&own), &no_env).unwrap().name(), "claude-work");
+        let err = build("claude-cli", Some(&at("bin/claude")), &no_env).err().unwrap();
+        assert!(err.contains("must be absolute") && err.contains("[providers.claude-cli]"), "{err}");
+        let err = build("claude-cli", None, &env_of(&[("CLAUDE_CLI", "claude")])).err().unwrap();
+        assert!(err.contains("CLAUDE_CLI"), "{err}");
     }
 
     #[test]
