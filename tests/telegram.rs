@@ -2,6 +2,7 @@
 //! loopback (tests/common/fake_telegram.rs) and the fake Anthropic model answering:
 //! private chats, strangers, linking, groups, HTML, long answers, a refused token,
 //! network loss and restarts.
+#![cfg(feature = "telegram")]
 
 mod common;
 
@@ -45,8 +46,10 @@ impl Setup {
     }
 
     /// Waits until `n` messages went to `chat`; returns them.
-    fn wait_sent(&self, chat: i64, n: usize) -> Vec<Sent> {
-        wait_for(&format!("{n} messages to chat {chat}"), Duration::from_secs(20), || {
+    fn wait_sent(&self, g: &Gateway, chat: i64, n: usize) -> Vec<Sent> {
+        let what =
+            || format!("{n} messages to chat {chat}; calls: {:?}\ngateway log:\n{}", self.tg.calls(), g.stderr());
+        wait_for(what, Duration::from_secs(20), || {
             let sent = self.tg.sent_to(chat);
             (sent.len() >= n).then_some(sent)
         })
@@ -58,13 +61,15 @@ impl Setup {
     }
 }
 
-fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+/// Polls `check` until it gives a value; `what` describes the wait (and what was seen) on
+/// a timeout.
+fn wait_for<T>(what: impl Fn() -> String, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(Instant::now() < deadline, "timed out waiting for {}", what());
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -76,10 +81,14 @@ fn telegram_health(g: &Gateway) -> Value {
 }
 
 fn wait_state(g: &Gateway, state: &str, within: Duration) -> Value {
-    wait_for(&format!("telegram state {state}"), within, || {
-        let h = telegram_health(g);
-        (h["state"] == state).then_some(h)
-    })
+    wait_for(
+        || format!("telegram state {state}; gateway log:\n{}", g.stderr()),
+        within,
+        || {
+            let h = telegram_health(g);
+            (h["state"] == state).then_some(h)
+        },
+    )
 }
 
 fn cli(home: &Path, args: &[&str]) {
@@ -98,10 +107,12 @@ fn a_private_message_from_a_known_user_is_answered_with_typing_shown() {
     let g = s.gateway(&[("SKYNET_CHANNELS__TELEGRAM__DEFAULT_ROLE", "user")]);
     let h = wait_state(&g, "connected", Duration::from_secs(10));
     assert_eq!(h["detail"], format!("@{BOT_USERNAME}"), "{h}");
+    let menu = s.tg.calls_of("setMyCommands");
+    assert!(menu[0].params["commands"].to_string().contains("\"link\""), "{menu:?}");
 
     let alice = user(1001, "Alice", "alice");
     s.tg.push_private(&alice, "hello there");
-    let sent = s.wait_sent(1001, 1);
+    let sent = s.wait_sent(&g, 1001, 1);
     assert_eq!(sent[0].text, "Echo: hello there");
     assert!(sent[0].html && sent[0].reply_to.is_none(), "{:?}", sent[0]);
     let typing = s.tg.calls_of("sendChatAction");
@@ -114,7 +125,7 @@ fn a_private_message_from_a_known_user_is_answered_with_typing_shown() {
             {"file_id": "p2", "file_unique_id": "u2", "file_size": 45000, "width": 800, "height": 600}]});
     photo["caption_entities"] = json!([]);
     s.tg.push_message(photo);
-    let sent = s.wait_sent(1001, 2);
+    let sent = s.wait_sent(&g, 1001, 2);
     assert_eq!(sent[1].text, "Echo: look\n[attached photo: unnamed]");
 
     let h = telegram_health(&g);
@@ -127,11 +138,11 @@ fn a_private_message_from_a_known_user_is_answered_with_typing_shown() {
 #[test]
 fn a_ten_thousand_character_answer_arrives_in_ordered_parts_with_fences_intact() {
     let s = Setup::new();
-    let _g = s.gateway(&[("SKYNET_CHANNELS__TELEGRAM__DEFAULT_ROLE", "user")]);
+    let g = s.gateway(&[("SKYNET_CHANNELS__TELEGRAM__DEFAULT_ROLE", "user")]);
     s.tg.push_private(&user(1001, "Alice", "alice"), "longanswer please");
     let answer = long_answer();
     assert_eq!(answer.chars().count(), 10_000);
-    s.wait_sent(1001, 3);
+    s.wait_sent(&g, 1001, 3);
     std::thread::sleep(Duration::from_millis(500));
     let sent = s.tg.sent_to(1001);
     assert!(sent.len() >= 3, "{} parts", sent.len());
@@ -154,11 +165,11 @@ fn a_ten_thousand_character_answer_arrives_in_ordered_parts_with_fences_intact()
 #[test]
 fn a_stranger_is_refused_politely_and_the_model_is_never_called() {
     let s = Setup::new();
-    let _g = s.gateway(&[]);
+    let g = s.gateway(&[]);
     let stranger = user(2002, "Mallory", "mallory");
     s.tg.push_private(&stranger, "hi, who are you?");
     s.tg.push_private(&stranger, "/start");
-    let sent = s.wait_sent(2002, 2);
+    let sent = s.wait_sent(&g, 2002, 2);
     for m in &sent {
         assert!(m.text.starts_with("I don't know you yet") && m.text.contains("/link CODE"), "{}", m.text);
     }
@@ -177,62 +188,69 @@ async fn link_joins_a_telegram_account_to_a_web_user_who_keeps_her_memory_after_
 
     // On the web, the model saves a fact about her.
     let fact = json!({"text": "Alice's cat is called Tom"});
-    let res = c
-        .call(
-            "chat.send",
-            json!({"sessionKey": "web", "message": format!("call:memory_save {fact}"), "idempotencyKey": "w1", "sender": web}),
-        )
-        .await;
-    assert_eq!(res["ok"], true, "{res}");
-    loop {
-        let ev = c.next_event("chat").await;
-        if ev["payload"]["runId"] == "w1" && ev["payload"]["state"] != "delta" {
-            assert_eq!(ev["payload"]["state"], "final", "{ev}");
-            break;
-        }
-    }
+    web_turn(&mut c, &web, &format!("call:memory_save {fact}"), "w1").await;
     let code = c.call("users.linkCode", json!({"sender": web})).await;
     let code = code["payload"]["code"].as_str().unwrap().to_string();
 
     let tg_alice = user(3003, "Ally", "ally_tg");
     s.tg.push_private(&tg_alice, &format!("/link {code}"));
-    let sent = s.wait_sent(3003, 1);
+    let sent = s.wait_sent(&g, 3003, 1);
     assert!(sent[0].text.starts_with("Linked: you are Alice"), "{}", sent[0].text);
     let who = c.call("users.whoami", json!({"sender": {"channel": "telegram", "id": "3003"}})).await;
     assert_eq!(who["payload"]["user"]["name"], "Alice", "{who}");
+    // From the web, the model can now reach her on Telegram.
+    let args = json!({"text": "A note for **Telegram**", "channel": "telegram"});
+    web_turn(&mut c, &web, &format!("call:send_message {args}"), "w2").await;
+    let sent = s.wait_sent(&g, 3003, 2);
+    assert_eq!((sent[1].raw.as_str(), sent[1].reply_to), ("A note for <b>Telegram</b>", None));
     drop(c);
 
     stop(&mut g);
-    let _g = s.gateway(&[]);
+    let g = s.gateway(&[]);
     let before = s.ai.requests().len();
     s.tg.push_private(&tg_alice, "what is my cat called?");
-    let sent = s.wait_sent(3003, 2);
-    assert_eq!(sent[1].text, "Echo: what is my cat called?");
+    let sent = s.wait_sent(&g, 3003, 3);
+    assert_eq!(sent[2].text, "Echo: what is my cat called?");
     let prompt = &s.prompts()[before];
     assert!(prompt.contains("You are talking with Alice"), "{prompt}");
     assert!(prompt.contains("cat is called Tom"), "the web memory is in the Telegram prompt: {prompt}");
-    assert_eq!(s.tg.sent_to(3003).len(), 2, "the /link update was not answered again");
+    assert_eq!(s.tg.sent_to(3003).len(), 3, "the /link update was not answered again");
+}
+
+/// A chat turn on the web as `who`; waits for its final event.
+async fn web_turn(c: &mut Client, who: &Value, message: &str, idem: &str) {
+    let res = c
+        .call("chat.send", json!({"sessionKey": "web", "message": message, "idempotencyKey": idem, "sender": who}))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    loop {
+        let ev = c.next_event("chat").await;
+        if ev["payload"]["runId"] == idem && ev["payload"]["state"] != "delta" {
+            assert_eq!(ev["payload"]["state"], "final", "{ev}");
+            return;
+        }
+    }
 }
 
 #[test]
 fn in_groups_the_bot_answers_mentions_replies_and_its_commands_only() {
     let s = Setup::new();
-    let _g = s.gateway(&[("SKYNET_CHANNELS__TELEGRAM__DEFAULT_ROLE", "user")]);
+    let g = s.gateway(&[("SKYNET_CHANNELS__TELEGRAM__DEFAULT_ROLE", "user")]);
     let alice = user(1001, "Alice", "alice");
     const GROUP: i64 = -400_500;
     s.tg.push_group(GROUP, &alice, "just chatting among people", None);
     s.tg.push_group(GROUP, &alice, "/new@OtherBot", None);
     let mentioned = s.tg.push_group(GROUP, &alice, &format!("hey @{BOT_USERNAME} ping"), None);
-    let sent = s.wait_sent(GROUP, 1);
+    let sent = s.wait_sent(&g, GROUP, 1);
     assert_eq!(sent[0].text, "Echo: hey ping");
     assert_eq!(sent[0].reply_to, Some(mentioned), "answers thread to the message");
 
     let reply = s.tg.push_group(GROUP, &alice, "and once more", Some(77));
-    let sent = s.wait_sent(GROUP, 2);
+    let sent = s.wait_sent(&g, GROUP, 2);
     assert_eq!((sent[1].text.as_str(), sent[1].reply_to), ("Echo: and once more", Some(reply)));
 
     s.tg.push_group(GROUP, &alice, &format!("/whoami@{BOT_USERNAME}"), None);
-    let sent = s.wait_sent(GROUP, 3);
+    let sent = s.wait_sent(&g, GROUP, 3);
     assert_eq!(sent[2].text, "You are alice (user).");
 
     std::thread::sleep(Duration::from_millis(500));
@@ -244,10 +262,10 @@ fn in_groups_the_bot_answers_mentions_replies_and_its_commands_only() {
 #[test]
 fn markdown_becomes_telegram_html_and_unparsable_html_is_resent_as_plain_text() {
     let s = Setup::new();
-    let _g = s.gateway(&[("SKYNET_CHANNELS__TELEGRAM__DEFAULT_ROLE", "user")]);
+    let g = s.gateway(&[("SKYNET_CHANNELS__TELEGRAM__DEFAULT_ROLE", "user")]);
     let alice = user(1001, "Alice", "alice");
     s.tg.push_private(&alice, "show <b>x</b> & **bold** `a<b`\n```rust\nlet a = 1 < 2;\n```");
-    let sent = s.wait_sent(1001, 1);
+    let sent = s.wait_sent(&g, 1001, 1);
     assert_eq!(
         sent[0].raw,
         "Echo: show &lt;b&gt;x&lt;/b&gt; &amp; <b>bold</b> <code>a&lt;b</code>\n\
@@ -257,7 +275,7 @@ fn markdown_becomes_telegram_html_and_unparsable_html_is_resent_as_plain_text() 
 
     s.tg.reject_html(1);
     s.tg.push_private(&alice, "once more **x**");
-    let sent = s.wait_sent(1001, 2);
+    let sent = s.wait_sent(&g, 1001, 2);
     assert!(!sent[1].html);
     assert_eq!(sent[1].raw, "Echo: once more **x**");
     let refused = s.tg.calls_of("sendMessage").into_iter().filter(|c| c.shown.is_err()).count();
@@ -296,10 +314,10 @@ fn after_losing_the_network_the_channel_reconnects_and_messages_flow_again() {
     std::thread::sleep(Duration::from_millis(1500));
     s.tg.restart();
     wait_state(&g, "connected", Duration::from_secs(10));
-    let sent = s.wait_sent(1001, 1);
+    let sent = s.wait_sent(&g, 1001, 1);
     assert_eq!(sent[0].text, "Echo: sent while the bot was away");
     s.tg.push_private(&user(1001, "Alice", "alice"), "and after");
-    assert_eq!(s.wait_sent(1001, 2)[1].text, "Echo: and after");
+    assert_eq!(s.wait_sent(&g, 1001, 2)[1].text, "Echo: and after");
 }
 
 #[test]
@@ -309,16 +327,18 @@ fn a_restarted_gateway_does_not_answer_old_updates_again() {
     let mut g = s.gateway(&env);
     let alice = user(1001, "Alice", "alice");
     s.tg.push_private(&alice, "first");
-    s.wait_sent(1001, 1);
+    s.wait_sent(&g, 1001, 1);
     stop(&mut g);
 
     let polls = s.tg.calls_of("getUpdates").len();
-    let _g = s.gateway(&env);
-    wait_for("a poll by the new process", Duration::from_secs(10), || {
-        (s.tg.calls_of("getUpdates").len() > polls).then_some(())
-    });
+    let g = s.gateway(&env);
+    wait_for(
+        || "a poll by the new process".into(),
+        Duration::from_secs(10),
+        || (s.tg.calls_of("getUpdates").len() > polls).then_some(()),
+    );
     s.tg.push_private(&alice, "second");
-    s.wait_sent(1001, 2);
+    s.wait_sent(&g, 1001, 2);
     std::thread::sleep(Duration::from_millis(500));
     let texts: Vec<String> = s.tg.sent_to(1001).into_iter().map(|m| m.text).collect();
     assert_eq!(texts, ["Echo: first", "Echo: second"]);

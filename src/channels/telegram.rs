@@ -18,7 +18,8 @@ use futures_util::future::BoxFuture;
 use teloxide::payloads::{GetUpdatesSetters, SendChatActionSetters, SendMessageSetters};
 use teloxide::requests::{Request, Requester};
 use teloxide::types::{
-    AllowedUpdate, ChatAction, ChatId, Me, Message, MessageId, ParseMode, ReplyParameters, ThreadId, UpdateKind,
+    AllowedUpdate, BotCommand, ChatAction, ChatId, Me, Message, MessageId, ParseMode, ReplyParameters, ThreadId,
+    UpdateKind,
 };
 use teloxide::{ApiError, Bot, RequestError};
 
@@ -36,6 +37,15 @@ const BAD_TOKEN: &str = "Telegram refused the bot token (401 Unauthorized): chec
                          SKYNET_CHANNELS__TELEGRAM__TOKEN";
 /// The pipeline's commands; in groups a bare `/new` is for every bot, `/new@OtherBot` is not.
 const COMMANDS: [&str; 8] = ["start", "help", "link", "code", "new", "model", "stop", "whoami"];
+/// The menu Telegram shows under "/".
+const MENU: [(&str, &str); 6] = [
+    ("new", "Start a new conversation"),
+    ("model", "Show or switch this chat's model"),
+    ("stop", "Stop the answer being written"),
+    ("link", "Link this account: /link CODE"),
+    ("code", "Get a code to link another account"),
+    ("whoami", "Who am I to Skynet"),
+];
 
 /// Starts the bot when a token is configured; problems end up in the channel's state.
 pub fn start(gw: &Arc<Gateway>) {
@@ -177,6 +187,9 @@ async fn run(gw: Arc<Gateway>, bots: Bots, default_role: String) {
     // Polling and a webhook exclude each other; teloxide's own polling clears it too.
     if let Err(e) = bots.send.delete_webhook().send().await {
         tracing::warn!(channel = NAME, error = %e, "could not clear the bot's webhook; polling may be refused");
+    }
+    if let Err(e) = bots.send.set_my_commands(MENU.map(|(c, d)| BotCommand::new(c, d))).send().await {
+        tracing::debug!(channel = NAME, error = %e, "command menu not set");
     }
     let out: Arc<dyn ChannelOut> = Arc::new(TelegramOut { bot: bots.send.clone() });
     gw.channels.register(NAME, out.clone());

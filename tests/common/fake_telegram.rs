@@ -294,7 +294,7 @@ async fn handle(state: Arc<Mutex<State>>, uri: Uri, headers: HeaderMap, body: By
             record(Ok(String::new()));
             ok(get_updates(&state, &params).await)
         }
-        "deletewebhook" | "sendchataction" => {
+        "deletewebhook" | "sendchataction" | "setmycommands" => {
             record(Ok(String::new()));
             ok(json!(true))
         }
