@@ -5,8 +5,9 @@
 //! `current_time` tool, `loop` always asks for it, `badtool` calls a tool that does not
 //! exist, `call:NAME` calls the tool NAME (`call:NAME {json}`: with those arguments),
 //! `badjson` sends unparsable tool arguments, `slow` streams 40 pieces 100 ms apart,
-//! `overloaded` fails mid-stream, `garbage` sends a non-JSON data line; anything else is
-//! echoed back as `Echo: <text>`. After a tool result it answers `Tool said: <result>`.
+//! `overloaded` fails mid-stream, `garbage` sends a non-JSON data line, `longanswer`
+//! answers [`long_answer`] (10,000 characters); anything else is echoed back as
+//! `Echo: <text>`. After a tool result it answers `Tool said: <result>`.
 //! `GET /v1/models` lists `claude-test`, and refuses the key `sk-ant-bad` with
 //! Anthropic's 401 `authentication_error`.
 //!
@@ -143,6 +144,31 @@ fn account(rec: &mut Recorded, req: &Value) -> (u64, u64, u64) {
     (total - read - write, read, write)
 }
 
+/// Exactly 10,000 characters: numbered paragraphs with a long code fence (with `<` and
+/// `&&` in it) longer than a Telegram message, so a 4,096-character split cuts inside it.
+pub fn long_answer() -> String {
+    let para = |i: usize| {
+        format!(
+            "Paragraph {i}: {}",
+            "the quick brown fox jumps over the lazy dog and keeps running. ".repeat(4).trim_end()
+        )
+    };
+    let mut s: String = (1..=4).map(|i| para(i) + "\n\n").collect();
+    s.push_str("```rust\n");
+    for i in 0..170 {
+        s.push_str(&format!("let v{i} = a < b && c; // line {i}\n"));
+    }
+    s.push_str("```\n\n");
+    let mut i = 5;
+    while s.len() < 10_000 {
+        s.push_str(&(para(i) + "\n\n"));
+        i += 1;
+    }
+    s.truncate(9_999);
+    s.push('.');
+    s
+}
+
 fn sse(event: &str, data: Value) -> String {
     format!("event: {event}\ndata: {data}\n\n")
 }
@@ -275,6 +301,8 @@ async fn messages(State(state): State<Arc<Mutex<Recorded>>>, headers: HeaderMap,
         ev.truncate(4);
         ev.push(sse("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})));
         (ev, Duration::ZERO)
+    } else if text.contains("longanswer") {
+        (text_reply(&long_answer(), 20), Duration::ZERO)
     } else if text.contains("garbage") {
         (vec![start.clone(), "event: content_block_start\ndata: {this is not json\n\n".to_string()], Duration::ZERO)
     } else {
