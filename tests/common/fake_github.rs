@@ -116,8 +116,15 @@ async fn handle(State(state): State<Arc<Mutex<Release>>>, uri: Uri, headers: Hea
         if let Some(bytes) = name.and_then(|n| st.assets.iter().find(|(a, _)| a == n)).map(|(_, b)| b.clone()) {
             if name == st.truncated.as_deref() {
                 let half = bytes[..bytes.len() / 2].to_vec();
-                let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut short");
-                let stream = futures_util::stream::iter([Ok(half), Err(cut)]);
+                // A pause after the half, so it goes out before the connection is dropped.
+                let cut = async {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut short"))
+                };
+                let stream = futures_util::StreamExt::chain(
+                    futures_util::stream::iter([Ok(half)]),
+                    futures_util::stream::once(cut),
+                );
                 let headers = [
                     (header::CONTENT_TYPE, "application/octet-stream".to_string()),
                     (header::CONTENT_LENGTH, bytes.len().to_string()),
