@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_openai;
+pub mod tmux;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
