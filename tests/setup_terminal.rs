@@ -116,3 +116,68 @@ fn the_first_interactive_start_asks_then_serves() {
     let screen = s.wait_for("EXIT=");
     assert!(screen.contains("EXIT=0"), "{screen}");
 }
+
+/// A home with a skynet.toml of the user's own (Ollama at the fake server); its bytes.
+fn existing_config(home: &Path, fake: &FakeOpenAi) -> Vec<u8> {
+    fs::create_dir_all(home).unwrap();
+    let text = format!(
+        "# my own notes, keep them\n[gateway]\nport = 9100 # moved\nauth_token = \"kept-token-0123456789abcdef\"\n\n\
+         [agent]\nmodel = \"ollama/gpt-4o-mini\"\n\n[providers.ollama]\nbase_url = \"{}\"\n",
+        fake.base_url()
+    );
+    fs::write(home.join("skynet.toml"), &text).unwrap();
+    fs::set_permissions(home.join("skynet.toml"), fs::Permissions::from_mode(0o600)).unwrap();
+    text.into_bytes()
+}
+
+fn home_entries(home: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(home).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn ctrl_c_midway_or_no_at_the_end_leaves_an_existing_config_untouched() {
+    let fake = FakeOpenAi::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("h");
+    let before = existing_config(&home, &fake);
+
+    // Ctrl-C after a few answers, a changed model and port typed in already.
+    let Some((s, _sys)) = run_in_terminal(&home, "setup") else { return };
+    s.wait_for("change what you like");
+    s.answer("Which model provider?", &["Enter"]);
+    s.answer("Address of the Ollama (this machine) API", &["Enter"]);
+    s.answer("Ollama (this machine) API key (optional)", &["Enter"]);
+    s.type_in("Model (gpt-4o-mini)", "gpt-4o");
+    s.wait_for("OK: Ollama (this machine) answered");
+    s.type_in("Gateway port (9100)", "9200");
+    s.answer("Listen address", &["C-c"]);
+    let screen = s.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=130") && !screen.contains("Saved"), "{screen}");
+    drop(s);
+    assert!(fs::read(home.join("skynet.toml")).unwrap() == before, "Ctrl-C changed the config");
+    assert_eq!(home_entries(&home), ["skynet.toml"], "Ctrl-C left a file in the home");
+
+    // All the way to the summary, with changes, then "no".
+    let Some((s, _sys)) = run_in_terminal(&home, "setup") else { return };
+    s.answer("Which model provider?", &["Enter"]);
+    s.answer("Address of the Ollama (this machine) API", &["Enter"]);
+    s.answer("Ollama (this machine) API key (optional)", &["Enter"]);
+    s.type_in("Model (gpt-4o-mini)", "gpt-4o");
+    s.type_in("Gateway port (9100)", "9200");
+    s.answer("Listen address", &["Enter"]);
+    s.answer("Keep the current gateway auth token", &["Enter"]);
+    s.answer("Add a Telegram bot token?", &["n"]);
+    s.answer("Add a Discord bot token?", &["n"]);
+    s.answer("Install Skynet as a background service", &["n"]);
+    let summary = s.wait_for("Write these settings to");
+    assert!(summary.contains("ollama/gpt-4o") && summary.contains("9200"), "{summary}");
+    s.answer("Write these settings to", &["n"]);
+    let screen = s.wait_for("EXIT=");
+    assert!(screen.contains("setup cancelled; nothing was written") && screen.contains("EXIT=1"), "{screen}");
+    drop(s);
+    assert!(fs::read(home.join("skynet.toml")).unwrap() == before, "answering no changed the config");
+    assert_eq!(home_entries(&home), ["skynet.toml"], "a file was left in the home");
+}

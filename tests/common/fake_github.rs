@@ -42,7 +42,13 @@ pub struct FakeGitHub {
 impl FakeGitHub {
     /// Serves one release, the latest, with these assets (name, bytes).
     pub fn start(tag: &str, assets: Vec<(String, Vec<u8>)>) -> FakeGitHub {
-        let state = Arc::new(Mutex::new(Release { tag: tag.into(), assets, requests: Vec::new(), files: Vec::new(), truncated: None }));
+        let state = Arc::new(Mutex::new(Release {
+            tag: tag.into(),
+            assets,
+            requests: Vec::new(),
+            files: Vec::new(),
+            truncated: None,
+        }));
         let (tx, rx) = std::sync::mpsc::channel();
         let st = state.clone();
         std::thread::spawn(move || {
