@@ -2,7 +2,7 @@
 //! registry, so `docker-setup.sh` runs against a `docker` stand-in first on PATH that
 //! records its calls, while a real gateway plays the container for the health wait. The
 //! compose file is parsed with PyYAML and checked against the Dockerfile; both scripts
-//! must pass shellcheck.
+//! must pass shellcheck. The prompts run on a real terminal, a private tmux server.
 
 mod common;
 
@@ -124,6 +124,93 @@ fn setup_says_plainly_when_docker_or_compose_is_missing_or_a_flag_is_wrong() {
     let s = Setup::new(true);
     let out = s.run(&["--port", "not-a-port"], &[], true);
     assert!(!out.status.success() && text(&out).contains("--port must be a number"), "{}", text(&out));
+}
+
+#[test]
+fn on_a_terminal_it_asks_for_the_model_and_a_hidden_key() {
+    let g = Gateway::start(&[]);
+    let port = g.port().to_string();
+    let s = Setup::new(true);
+    let path = format!("{}:/usr/bin:/bin", s.dir.join("bin").display());
+    let shell = format!("PATH='{path}' sh '{}' --port {port} --no-build", s.dir.join("docker-setup.sh").display());
+    let Some(screen) = tmux::Screen::start(&shell, &[]) else { return };
+    screen.type_in("Model [anthropic/claude-sonnet-4-5]:", "openai/gpt-4o-mini");
+    screen.type_in("OPENAI_API_KEY (input hidden, Enter to skip):", "sk-typed-in-secret");
+    let shown = screen.wait_for("EXIT=");
+    assert!(shown.contains("EXIT=0") && shown.contains("Skynet is running in Docker"), "{shown}");
+    assert!(!shown.contains("sk-typed-in-secret"), "the key was shown:\n{shown}");
+    let env = s.env_file();
+    assert!(env.contains("SKYNET_AGENT__MODEL=openai/gpt-4o-mini\n"), "{env}");
+    assert!(env.contains("OPENAI_API_KEY=sk-typed-in-secret\n"), "{env}");
+    let mode = std::fs::metadata(s.dir.join("packaging/skynet.env")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Echo is back on afterwards: what is typed at the shell shows again.
+    screen.tmux(&["send-keys", "-l", "echo-is-back"]);
+    screen.wait_for("echo-is-back");
+    drop(screen);
+
+    // A second run on a terminal does not ask again: the model is in skynet.env now.
+    let Some(screen) = tmux::Screen::start(&shell, &[]) else { return };
+    let shown = screen.wait_for("EXIT=");
+    assert!(shown.contains("EXIT=0") && !shown.contains("Model ["), "{shown}");
+    drop(screen);
+
+    // Flags and the environment win on a terminal too: nothing is asked.
+    let s = Setup::new(true);
+    let path = format!("{}:/usr/bin:/bin", s.dir.join("bin").display());
+    let script = s.dir.join("docker-setup.sh");
+    for (args, env) in [
+        (format!("--port {port} --no-build --model groq/llama-3.3-70b-versatile"), ""),
+        (format!("--port {port} --no-build"), "ANTHROPIC_API_KEY=sk-ant-from-env "),
+    ] {
+        let Some(screen) = tmux::Screen::start(&format!("{env}PATH='{path}' sh '{}' {args}", script.display()), &[])
+        else {
+            return;
+        };
+        let shown = screen.wait_for("EXIT=");
+        assert!(shown.contains("EXIT=0") && !shown.contains("Model [") && !shown.contains("input hidden"), "{shown}");
+    }
+    let env = s.env_file();
+    assert!(env.contains("SKYNET_AGENT__MODEL=groq/llama-3.3-70b-versatile\n"), "{env}");
+    assert!(env.contains("ANTHROPIC_API_KEY=sk-ant-from-env\n"), "{env}");
+}
+
+#[test]
+fn ctrl_c_at_the_hidden_key_prompt_restores_the_terminal_and_writes_no_key() {
+    let s = Setup::new(true);
+    let path = format!("{}:/usr/bin:/bin", s.dir.join("bin").display());
+    let shell = format!("PATH='{path}' sh '{}' --no-build", s.dir.join("docker-setup.sh").display());
+    let Some(screen) = tmux::Screen::start(&shell, &[]) else { return };
+    screen.type_in("Model [anthropic/claude-sonnet-4-5]:", "");
+    screen.ready("ANTHROPIC_API_KEY (input hidden, Enter to skip):");
+    screen.tmux(&["send-keys", "-l", "sk-half"]);
+    screen.tmux(&["send-keys", "C-c"]);
+    let shown = screen.wait_for("EXIT=");
+    assert!(shown.contains("EXIT=130"), "{shown}");
+    assert!(!shown.contains("sk-half"), "{shown}");
+    screen.tmux(&["send-keys", "-l", "echo-is-back"]);
+    screen.wait_for("echo-is-back");
+    let env = std::fs::read_to_string(s.dir.join("packaging/skynet.env")).unwrap_or_default();
+    assert!(!env.contains("API_KEY") && !env.contains("SKYNET_AGENT__MODEL"), "{env}");
+    assert!(s.docker_calls().iter().all(|c| !c.contains(" up ")), "nothing started: {:?}", s.docker_calls());
+}
+
+#[test]
+fn without_a_terminal_it_never_asks() {
+    let g = Gateway::start(&[]);
+    let s = Setup::new(true);
+    let out = Command::new("sh")
+        .arg(s.dir.join("docker-setup.sh"))
+        .args(["--no-build", "--port", &g.port().to_string()])
+        .env("PATH", format!("{}:/usr/bin:/bin", s.dir.join("bin").display()))
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("SKYNET_MODEL")
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(!said.contains("Model [") && said.contains("No model is configured yet"), "{said}");
 }
 
 #[test]

@@ -120,6 +120,152 @@ fn install_sh_refuses_a_tampered_download_and_installs_nothing() {
     }
 }
 
+/// A stand-in `cargo` that logs its arguments and "builds" a small `skynet-gateway` into
+/// the `--root` it is given, as `cargo install --root` does.
+fn fake_cargo(dir: &Path, log: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    write_script(
+        &dir.join("cargo"),
+        &format!(
+            r#"echo "$*" >> '{}'
+root=; prev=
+for a in "$@"; do [ "$prev" = --root ] && root=$a; prev=$a; done
+mkdir -p "$root/bin"
+printf '#!/bin/sh\necho skynet-gateway 0.0.0-from-source\n' > "$root/bin/skynet-gateway"
+chmod 755 "$root/bin/skynet-gateway""#,
+            log.display()
+        ),
+    );
+}
+
+/// A release with a build for some other platform only.
+fn release_without_this_platform() -> FakeGitHub {
+    let name = "skynet-gateway-riscv64gc-unknown-freebsd.tar.gz";
+    let tgz = tarball(b"#!/bin/sh\necho not for this machine\n");
+    let sums = sums(&[(name, &tgz)]);
+    FakeGitHub::start("v0.1.0", vec![(name.into(), tgz), ("SHA256SUMS".into(), sums)])
+}
+
+#[test]
+fn install_sh_builds_from_source_with_cargo_when_no_release_fits() {
+    let server = release_without_this_platform();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("fakebin");
+    let log = tmp.path().join("cargo.log");
+    fake_cargo(&fake, &log);
+    let path = format!("{}:{SYSTEM_PATH}", fake.display());
+    let home = tmp.path().join("home");
+    let out = install_sh(&server, &home, &[("PATH", &path)]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("release latest has no build for {}", common::fake_github::release_target())));
+    assert!(stdout.contains("building skynet-gateway from source with cargo instead"), "{stdout}");
+    assert!(stdout.contains("running: cargo install --locked --root "), "{stdout}");
+    let installed = home.join(".local/bin/skynet-gateway");
+    let version = Command::new(&installed).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), "skynet-gateway 0.0.0-from-source");
+    assert_eq!(fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o755);
+    assert!(stdout.contains(&format!("installed skynet-gateway 0.0.0-from-source as {}", installed.display())));
+    assert_eq!(entries(&home.join(".local/bin")), ["skynet-gateway"], "no temporary files left");
+    assert_eq!(entries(&home), [".local"], "cargo's root was a private temporary one");
+    // The default source is the project's git repository, the package named.
+    let args = fs::read_to_string(&log).unwrap();
+    let args: Vec<&str> = args.trim().split(' ').collect();
+    assert_eq!(args[..4], ["install", "--locked", "--root", args[3]]);
+    assert!(!args[3].starts_with(home.to_str().unwrap()), "{args:?}");
+    assert_eq!(args[4..], ["--git", "https://github.com/skynet-gateway/skynet", "skynet-gateway"]);
+    assert!(server.requests().iter().any(|r| r.ends_with(&format!("/latest/download/{}", asset_name()))));
+
+    // SKYNET_SOURCE_URL: a local source directory is built with --path; a pinned version of
+    // a git repository is its tag. SKYNET_INSTALL_FROM_SOURCE builds even when a release fits.
+    let (with_asset, _) = release();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let cases = [
+        (&server, vec![("SKYNET_SOURCE_URL", src.to_str().unwrap())], vec!["--path", src.to_str().unwrap()]),
+        (
+            &server,
+            vec![("SKYNET_SOURCE_URL", "file:///srv/skynet.git"), ("SKYNET_VERSION", "0.1.0")],
+            vec!["--git", "file:///srv/skynet.git", "--tag", "v0.1.0", "skynet-gateway"],
+        ),
+        (
+            &with_asset,
+            vec![("SKYNET_INSTALL_FROM_SOURCE", "1")],
+            vec!["--git", "https://github.com/skynet-gateway/skynet", "skynet-gateway"],
+        ),
+    ];
+    for (i, (server, env, expected)) in cases.into_iter().enumerate() {
+        fs::remove_file(&log).unwrap();
+        let home = tmp.path().join(format!("home{i}"));
+        let mut env = env;
+        env.push(("PATH", path.as_str()));
+        let out = install_sh(server, &home, &env);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(home.join(".local/bin/skynet-gateway").is_file(), "{stdout}");
+        let args = fs::read_to_string(&log).unwrap();
+        let args: Vec<&str> = args.trim().split(' ').collect();
+        assert_eq!(args[4..], expected, "{env:?}");
+    }
+    assert!(
+        !with_asset.requests().iter().any(|r| r.contains("/download/")),
+        "nothing is downloaded when building from source was asked for"
+    );
+}
+
+#[test]
+fn install_sh_without_a_release_or_cargo_says_how_to_get_rust_and_installs_nothing() {
+    if SYSTEM_PATH.split(':').any(|d| Path::new(d).join("cargo").exists()) {
+        eprintln!("SKIPPED: cargo is installed system-wide, so a PATH without it cannot be made");
+        return;
+    }
+    let server = release_without_this_platform();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let out = install_sh(&server, &home, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("has no build for") && stderr.contains("cargo is not installed"), "{stderr}");
+    assert!(stderr.contains("rustup") && stderr.contains("https://sh.rustup.rs"), "{stderr}");
+    assert!(stderr.contains("Nothing was installed"), "{stderr}");
+    assert!(!home.join(".local").exists(), "nothing installed");
+}
+
+#[test]
+fn install_sh_piped_from_a_web_server_into_sh_and_bash_installs() {
+    let (server, binary) = release();
+    let script = fs::read(Path::new(REPO_ROOT).join("install.sh")).unwrap();
+    server.serve_file("/install.sh", script);
+    let url = format!("http://{}/install.sh", server.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    for shell in ["sh", "bash"] {
+        let home = tmp.path().join(format!("home-{shell}"));
+        let prefix = tmp.path().join(format!("prefix-{shell}/bin"));
+        fs::create_dir_all(&home).unwrap();
+        // Run from another directory: nothing may depend on where the script "is".
+        let out = Command::new(shell)
+            .arg("-c")
+            .arg(format!("curl -fsSL '{url}' | {shell}"))
+            .current_dir(tmp.path())
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", SYSTEM_PATH)
+            .env("SKYNET_INSTALL_BASE_URL", server.releases_url())
+            .env("SKYNET_INSTALL_DIR", &prefix)
+            .env("SKYNET_NO_SETUP", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{shell}: {stdout}\n{stderr}");
+        assert!(fs::read(prefix.join("skynet-gateway")).unwrap() == binary, "{shell}");
+        assert!(stdout.contains("checksum verified") && stdout.contains("installed skynet-gateway"), "{stdout}");
+        assert_eq!(entries(&prefix), ["skynet-gateway"]);
+    }
+    let requests = server.requests();
+    assert_eq!(requests.iter().filter(|r| *r == "GET /install.sh").count(), 2, "{requests:?}");
+}
+
 #[test]
 fn the_shell_scripts_pass_shellcheck() {
     let Ok(out) = Command::new("shellcheck")

@@ -1,117 +1,35 @@
 //! The real interactive setup prompts, driven through a terminal: each test runs the
-//! binary inside a private tmux server, types with `send-keys` and reads the screen with
-//! `capture-pane`, waiting (bounded) for each question before answering it.
+//! binary inside a private tmux server (tests/common/tmux.rs), types with `send-keys` and
+//! reads the screen with `capture-pane`, waiting (bounded) for each question before answering.
 
 mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use common::fake_openai::FakeOpenAi;
+use common::tmux::Screen;
 use common::*;
 
-/// A tmux server of our own (its own socket), killed when dropped.
-struct Screen {
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Screen {
-    /// Runs `args` of the binary with `home` in a 200x50 terminal; `None` without tmux.
-    fn run(home: &Path, args: &str) -> Option<Screen> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("SKIPPED: tmux is not installed, so the interactive setup cannot be driven");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        // No service manager runs here: a `systemctl` that fails as it does in a container
-        // without systemd, and a private config dir for the unit file.
-        let bin = dir.path().join("bin");
-        fs::create_dir_all(&bin).unwrap();
-        fs::write(
-            bin.join("systemctl"),
-            "#!/bin/sh\necho 'System has not been booted with systemd as init system (PID 1).' >&2\nexit 1\n",
-        )
-        .unwrap();
-        fs::set_permissions(bin.join("systemctl"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let path = format!("{}:/usr/bin:/bin", bin.display());
-        let xdg = dir.path().join("config");
-        let screen = Screen { socket: dir.path().join("tmux.sock"), _dir: dir };
-        // The exit code stays on screen; the pane lives until the server is killed.
-        let shell = format!("PATH='{path}' XDG_CONFIG_HOME='{}' {BIN} {args}; echo EXIT=$?; sleep 600", xdg.display());
-        let mut cmd = Command::new("tmux");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SKYNET_") || k == "RUST_LOG" || k.ends_with("_API_KEY") {
-                cmd.env_remove(k);
-            }
-        }
-        let status = cmd
-            .env("SKYNET_HOME", home)
-            .arg("-S")
-            .arg(&screen.socket)
-            .args(["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50", &shell])
-            .status()
-            .unwrap();
-        assert!(status.success(), "tmux new-session failed");
-        Some(screen)
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Everything on screen and in the scrollback, wrapped lines joined.
-    fn text(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-J", "-S", "-1000"])
-    }
-
-    /// Waits until `what` appears on screen; returns the screen.
-    fn wait_for(&self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = self.text();
-            if text.contains(what) {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "{what:?} did not appear within 20 s; the screen:\n{text}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for the question and for the prompt to take the terminal over (a secret
-    /// typed before echo is off would show).
-    fn ready(&self, question: &str) {
-        self.wait_for(question);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-
-    /// Waits for the question, then presses keys (tmux key names: Enter, Down, Up, y, n).
-    fn answer(&self, question: &str, keys: &[&str]) {
-        self.ready(question);
-        for key in keys {
-            self.tmux(&["send-keys", key]);
-        }
-    }
-
-    /// Waits for the question, then types `text` literally and presses Enter.
-    fn type_in(&self, question: &str, text: &str) {
-        self.ready(question);
-        self.tmux(&["send-keys", "-l", text]);
-        self.tmux(&["send-keys", "Enter"]);
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        // Ctrl-C first: a gateway in the pane shuts down on SIGINT (it reloads on SIGHUP).
-        self.tmux(&["send-keys", "C-c"]);
-        std::thread::sleep(Duration::from_millis(300));
-        self.tmux(&["kill-server"]);
-    }
+/// Runs `args` of the binary with `home` in a terminal; `None` without tmux. No service
+/// manager runs here: a `systemctl` that fails as it does in a container without systemd,
+/// and a private config dir for the unit file.
+fn run_in_terminal(home: &Path, args: &str) -> Option<(Screen, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(
+        bin.join("systemctl"),
+        "#!/bin/sh\necho 'System has not been booted with systemd as init system (PID 1).' >&2\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("systemctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let xdg = dir.path().join("config");
+    let shell = format!("PATH='{path}' XDG_CONFIG_HOME='{}' {BIN} {args}", xdg.display());
+    let screen = Screen::start(&shell, &[("SKYNET_HOME", home.to_str().unwrap())])?;
+    Some((screen, dir))
 }
 
 fn config(home: &Path) -> toml::Table {
@@ -123,7 +41,7 @@ fn interactive_setup_with_a_server_of_ones_own_and_a_hidden_key() {
     let fake = FakeOpenAi::start(Some("sk-typed-secret"));
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("h");
-    let Some(s) = Screen::run(&home, "setup") else { return };
+    let Some((s, _sys)) = run_in_terminal(&home, "setup") else { return };
 
     s.wait_for("Welcome to Skynet");
     // Anthropic, OpenAI, Ollama, Claude Code CLI, then "Another service".
@@ -169,7 +87,7 @@ fn the_first_interactive_start_asks_then_serves() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("h");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let Some(s) = Screen::run(&home, "run") else { return };
+    let Some((s, _sys)) = run_in_terminal(&home, "run") else { return };
 
     s.answer("Which model provider?", &["Down", "Down", "Enter"]);
     s.type_in("Address of the Ollama (this machine) API", &fake.base_url());
@@ -197,4 +115,69 @@ fn the_first_interactive_start_asks_then_serves() {
     s.tmux(&["send-keys", "C-c"]);
     let screen = s.wait_for("EXIT=");
     assert!(screen.contains("EXIT=0"), "{screen}");
+}
+
+/// A home with a skynet.toml of the user's own (Ollama at the fake server); its bytes.
+fn existing_config(home: &Path, fake: &FakeOpenAi) -> Vec<u8> {
+    fs::create_dir_all(home).unwrap();
+    let text = format!(
+        "# my own notes, keep them\n[gateway]\nport = 9100 # moved\nauth_token = \"kept-token-0123456789abcdef\"\n\n\
+         [agent]\nmodel = \"ollama/gpt-4o-mini\"\n\n[providers.ollama]\nbase_url = \"{}\"\n",
+        fake.base_url()
+    );
+    fs::write(home.join("skynet.toml"), &text).unwrap();
+    fs::set_permissions(home.join("skynet.toml"), fs::Permissions::from_mode(0o600)).unwrap();
+    text.into_bytes()
+}
+
+fn home_entries(home: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(home).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn ctrl_c_midway_or_no_at_the_end_leaves_an_existing_config_untouched() {
+    let fake = FakeOpenAi::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("h");
+    let before = existing_config(&home, &fake);
+
+    // Ctrl-C after a few answers, a changed model and port typed in already.
+    let Some((s, _sys)) = run_in_terminal(&home, "setup") else { return };
+    s.wait_for("change what you like");
+    s.answer("Which model provider?", &["Enter"]);
+    s.answer("Address of the Ollama (this machine) API", &["Enter"]);
+    s.answer("Ollama (this machine) API key (optional)", &["Enter"]);
+    s.type_in("Model (gpt-4o-mini)", "gpt-4o");
+    s.wait_for("OK: Ollama (this machine) answered");
+    s.type_in("Gateway port (9100)", "9200");
+    s.answer("Listen address", &["C-c"]);
+    let screen = s.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=130") && !screen.contains("Saved"), "{screen}");
+    drop(s);
+    assert!(fs::read(home.join("skynet.toml")).unwrap() == before, "Ctrl-C changed the config");
+    assert_eq!(home_entries(&home), ["skynet.toml"], "Ctrl-C left a file in the home");
+
+    // All the way to the summary, with changes, then "no".
+    let Some((s, _sys)) = run_in_terminal(&home, "setup") else { return };
+    s.answer("Which model provider?", &["Enter"]);
+    s.answer("Address of the Ollama (this machine) API", &["Enter"]);
+    s.answer("Ollama (this machine) API key (optional)", &["Enter"]);
+    s.type_in("Model (gpt-4o-mini)", "gpt-4o");
+    s.type_in("Gateway port (9100)", "9200");
+    s.answer("Listen address", &["Enter"]);
+    s.answer("Keep the current gateway auth token", &["Enter"]);
+    s.answer("Add a Telegram bot token?", &["n"]);
+    s.answer("Add a Discord bot token?", &["n"]);
+    s.answer("Install Skynet as a background service", &["n"]);
+    let summary = s.wait_for("Write these settings to");
+    assert!(summary.contains("ollama/gpt-4o") && summary.contains("9200"), "{summary}");
+    s.answer("Write these settings to", &["n"]);
+    let screen = s.wait_for("EXIT=");
+    assert!(screen.contains("setup cancelled; nothing was written") && screen.contains("EXIT=1"), "{screen}");
+    drop(s);
+    assert!(fs::read(home.join("skynet.toml")).unwrap() == before, "answering no changed the config");
+    assert_eq!(home_entries(&home), ["skynet.toml"], "a file was left in the home");
 }

@@ -237,6 +237,51 @@ fn a_release_without_this_platform_is_refused() {
 }
 
 #[test]
+fn a_404_from_the_release_api_is_a_clear_error() {
+    let app = Installed::new();
+    // A repository that does not exist, and one that has published no release yet: both are
+    // GitHub's JSON 404 for /releases/latest.
+    let with_release = release_of(&fake_binary("9.9.9"));
+    let without_release = FakeGitHub::start("", vec![]);
+    for (server, repo) in [(&with_release, "test-owner/no-such-repo"), (&without_release, "test-owner/test-repo")] {
+        for args in [&["--check"][..], &["--yes"][..]] {
+            let out = app.run(&server.api_url(), args, &[("SKYNET_UPDATE__REPO", repo)]);
+            let (stdout, stderr) = text(&out);
+            assert!(!out.status.success(), "{stdout}\n{stderr}");
+            assert!(stderr.contains(&format!("/repos/{repo}/releases/latest (HTTP 404)")), "{stderr}");
+            assert!(stderr.contains("Check [update] repo and api_url"), "{stderr}");
+            assert!(stderr.contains("The installed binary was not changed."), "{stderr}");
+        }
+        assert!(!server.requests().iter().any(|r| r.contains("/download/")), "{:?}", server.requests());
+    }
+    app.assert_unchanged();
+}
+
+#[test]
+fn a_download_cut_short_is_refused_and_leaves_nothing_behind() {
+    let server = release_of(&fake_binary("9.9.9"));
+    server.truncate(&asset_name());
+    // The server really does cut it short: it declares more bytes than it sends.
+    let url = format!("{}/download/v9.9.9/{}", server.releases_url(), asset_name());
+    let curl = Command::new("curl").args(["-fsS", "-o", "/dev/null", "-w", "%{size_download}", &url]).output().unwrap();
+    assert!(!curl.status.success(), "curl notices the short body");
+    let sent: usize = String::from_utf8_lossy(&curl.stdout).parse().unwrap();
+    let full = tarball(&fake_binary("9.9.9")).len();
+    assert!(sent < full, "sent {sent} of {full} bytes");
+
+    let app = Installed::new();
+    let out = app.run(&server.api_url(), &["--yes"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("was cut short") && stderr.contains("end of file before message length"), "{stderr}");
+    assert!(stderr.contains("Try again") && stderr.contains("The installed binary was not changed."), "{stderr}");
+    assert!(!stdout.contains("Updated to"), "{stdout}");
+    // Byte for byte the same, no .bak, no temporary file next to it.
+    app.assert_unchanged();
+    assert!(server.requests().iter().any(|r| r.ends_with(&format!("/download/v9.9.9/{}", asset_name()))));
+}
+
+#[test]
 fn an_unreachable_release_server_is_a_clear_error() {
     let app = Installed::new();
     for args in [&["--check"][..], &["--yes"][..]] {

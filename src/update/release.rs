@@ -129,6 +129,11 @@ fn explain(e: self_update::Error, ctx: &Ctx) -> anyhow::Error {
     use self_update::Error as E;
     const UNCHANGED: &str = "The installed binary was not changed.";
     let text = match &e {
+        E::Transport(inner) if cut_short(inner.as_ref()) => format!(
+            "the download from {} was cut short: {}\nThe connection dropped before the server sent everything it announced. Try again; if it keeps happening, check the network (and HTTPS_PROXY). {UNCHANGED}",
+            ctx.api,
+            causes(&e)
+        ),
         E::Transport(_) => format!(
             "cannot reach the release server {}: {}\nCheck the network connection (and HTTPS_PROXY, if you use a proxy) or [update] api_url in skynet.toml, then try again. {UNCHANGED}",
             ctx.api,
@@ -168,6 +173,12 @@ fn explain(e: self_update::Error, ctx: &Ctx) -> anyhow::Error {
         _ => format!("the update did not complete: {e}\n{UNCHANGED}"),
     };
     anyhow!(text)
+}
+
+/// Whether a response started but its body did not arrive whole (the connection dropped, or
+/// fewer bytes came than its Content-Length said).
+fn cut_short(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<reqwest::Error>().is_some_and(|r| r.is_body() || r.is_decode())
 }
 
 /// An error and its sources on one line ("error sending request: connection refused").

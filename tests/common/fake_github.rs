@@ -4,7 +4,9 @@
 //! `Accept: application/octet-stream` (answered, as GitHub does, with a 302 to its
 //! `browser_download_url`), and the browser URLs `/{owner}/{repo}/releases/download/{tag}/{name}`
 //! and `/{owner}/{repo}/releases/latest/download/{name}` that install.sh uses.
-//! Anything else, including another repository, is GitHub's JSON 404.
+//! Anything else, including another repository, is GitHub's JSON 404; so is `releases/latest`
+//! of a repository without releases (a server started with an empty tag). Extra files (say,
+//! install.sh) can be served at any path, and an asset can be cut short mid-download.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -26,6 +28,10 @@ struct Release {
     assets: Vec<(String, Vec<u8>)>,
     /// "GET /path" for every request, in order.
     requests: Vec<String>,
+    /// Other files, by exact path.
+    files: Vec<(String, Vec<u8>)>,
+    /// The asset whose download declares its full length but stops halfway.
+    truncated: Option<String>,
 }
 
 pub struct FakeGitHub {
@@ -36,7 +42,13 @@ pub struct FakeGitHub {
 impl FakeGitHub {
     /// Serves one release, the latest, with these assets (name, bytes).
     pub fn start(tag: &str, assets: Vec<(String, Vec<u8>)>) -> FakeGitHub {
-        let state = Arc::new(Mutex::new(Release { tag: tag.into(), assets, requests: Vec::new() }));
+        let state = Arc::new(Mutex::new(Release {
+            tag: tag.into(),
+            assets,
+            requests: Vec::new(),
+            files: Vec::new(),
+            truncated: None,
+        }));
         let (tx, rx) = std::sync::mpsc::channel();
         let st = state.clone();
         std::thread::spawn(move || {
@@ -63,6 +75,17 @@ impl FakeGitHub {
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
     }
+
+    /// Serves `bytes` at `path` (e.g. "/install.sh").
+    pub fn serve_file(&self, path: &str, bytes: Vec<u8>) {
+        self.state.lock().unwrap().files.push((path.into(), bytes));
+    }
+
+    /// From now on the download of asset `name` sends a `Content-Length` of its full size,
+    /// then half the bytes, then drops the connection.
+    pub fn truncate(&self, name: &str) {
+        self.state.lock().unwrap().truncated = Some(name.into());
+    }
 }
 
 async fn handle(State(state): State<Arc<Mutex<Release>>>, uri: Uri, headers: HeaderMap) -> Response {
@@ -72,8 +95,11 @@ async fn handle(State(state): State<Arc<Mutex<Release>>>, uri: Uri, headers: Hea
     let api = format!("/repos/{OWNER}/{REPO}/releases/");
     let web = format!("/{OWNER}/{REPO}/releases/");
     let path = uri.path();
+    if let Some((_, bytes)) = st.files.iter().find(|(p, _)| p == path) {
+        return Body::from(bytes.clone()).into_response();
+    }
     if let Some(rest) = path.strip_prefix(&api) {
-        if rest == "latest" {
+        if rest == "latest" && !st.tag.is_empty() {
             return axum::Json(release_json(&st, &base)).into_response();
         }
         if let Some(id) = rest.strip_prefix("assets/").and_then(|id| id.parse::<usize>().ok())
@@ -94,6 +120,23 @@ async fn handle(State(state): State<Arc<Mutex<Release>>>, uri: Uri, headers: Hea
             _ => None,
         };
         if let Some(bytes) = name.and_then(|n| st.assets.iter().find(|(a, _)| a == n)).map(|(_, b)| b.clone()) {
+            if name == st.truncated.as_deref() {
+                let half = bytes[..bytes.len() / 2].to_vec();
+                // A pause after the half, so it goes out before the connection is dropped.
+                let cut = async {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut short"))
+                };
+                let stream = futures_util::StreamExt::chain(
+                    futures_util::stream::iter([Ok(half)]),
+                    futures_util::stream::once(cut),
+                );
+                let headers = [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                    (header::CONTENT_LENGTH, bytes.len().to_string()),
+                ];
+                return (headers, Body::from_stream(stream)).into_response();
+            }
             return ([(header::CONTENT_TYPE, "application/octet-stream")], Body::from(bytes)).into_response();
         }
     }

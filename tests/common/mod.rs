@@ -13,6 +13,7 @@ pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_openai;
 pub mod fake_telegram;
+pub mod tmux;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
