@@ -354,3 +354,32 @@ fn the_fake_parses_html_like_telegram() {
     assert!(parse_html("<code><b>x</b></code>").is_err());
     assert_eq!(parse_html("<pre><code class=\"language-rust\">x</code></pre>").unwrap(), "x");
 }
+
+#[test]
+fn odd_updates_are_skipped_and_a_burst_is_answered_in_order_per_chat_in_parallel_across_chats() {
+    let s = Setup::new();
+    let g = s.gateway(&[("SKYNET_CHANNELS__TELEGRAM__DEFAULT_ROLE", "user")]);
+    wait_state(&g, "connected", Duration::from_secs(10));
+    let (ann, bob) = (user(2001, "Ann", "ann"), user(2002, "Bob", "bob"));
+    let chat = json!({"id": 2001, "type": "private", "first_name": "Ann"});
+    // Nothing to answer in these, and nothing breaks: no text, a sticker, an edit, a bot.
+    s.tg.push_message(json!({"from": ann, "chat": chat}));
+    s.tg.push_message(json!({"from": ann, "chat": chat, "sticker": {"file_id": "s1", "file_unique_id": "su1",
+        "type": "regular", "width": 512, "height": 512, "is_animated": false, "is_video": false, "emoji": "👍"}}));
+    s.tg.push_update("edited_message", json!({"from": ann, "chat": chat, "text": "an edit"}));
+    let robot = json!({"id": 3003, "is_bot": true, "first_name": "Robot", "username": "robot_bot"});
+    s.tg.push_message(json!({"from": robot, "chat": chat, "text": "from a bot"}));
+    // A burst: 50 messages from each of two chats, interleaved.
+    for i in 0..50 {
+        s.tg.push_private(&ann, &format!("a{i}"));
+        s.tg.push_private(&bob, &format!("b{i}"));
+    }
+    let to_ann = s.wait_sent(&g, 2001, 50);
+    let to_bob = s.wait_sent(&g, 2002, 50);
+    let texts = |sent: &[Sent]| sent.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    assert_eq!(texts(&to_ann), (0..50).map(|i| format!("Echo: a{i}")).collect::<Vec<_>>(), "Ann's answers in order");
+    assert_eq!(texts(&to_bob), (0..50).map(|i| format!("Echo: b{i}")).collect::<Vec<_>>(), "Bob's answers in order");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.ai.requests().len(), 100, "the odd updates never reached the model");
+    assert_eq!(g.get("/health").0, 200);
+}

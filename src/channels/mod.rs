@@ -93,6 +93,24 @@ pub struct Registry {
 struct RegistryInner {
     states: BTreeMap<String, ChannelState>,
     outs: BTreeMap<String, Arc<dyn ChannelOut>>,
+    /// Per-chat queues, so one chat's messages are answered in order (pipeline::submit).
+    queues: std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<pipeline::Job>>,
+}
+
+/// The per-chat queues, under the registry's lock.
+pub struct Queues<'a>(std::sync::MutexGuard<'a, RegistryInner>);
+
+impl std::ops::Deref for Queues<'_> {
+    type Target = std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<pipeline::Job>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0.queues
+    }
+}
+
+impl std::ops::DerefMut for Queues<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0.queues
+    }
 }
 
 fn now_ms() -> i64 {
@@ -102,6 +120,10 @@ fn now_ms() -> i64 {
 impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn queues(&self) -> Queues<'_> {
+        Queues(self.lock())
     }
 
     /// Records an adapter's state; `detail` says why (shown in status and /health).

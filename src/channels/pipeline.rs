@@ -23,7 +23,64 @@ pub fn session_key(channel: &str, to: &Destination) -> String {
     }
 }
 
-/// Handles one inbound message to the end; adapters spawn it as a task of its own.
+/// One message waiting its turn in its chat's queue.
+pub struct Job {
+    channel: &'static str,
+    default_role: String,
+    msg: Inbound,
+    out: Arc<dyn ChannelOut>,
+}
+
+/// How long an idle chat keeps its worker.
+const CHAT_IDLE: Duration = Duration::from_secs(60);
+
+/// Hands a message over. Messages of one chat are answered one after another, in the order
+/// they arrived; different chats run in parallel. Never blocks the adapter.
+pub fn submit(gw: &Arc<Gateway>, channel: &'static str, default_role: String, msg: Inbound, out: Arc<dyn ChannelOut>) {
+    let key = session_key(channel, &msg.to);
+    let job = Job { channel, default_role, msg, out };
+    let mut queues = gw.channels.queues();
+    let job = match queues.get(&key) {
+        Some(tx) => match tx.send(job) {
+            Ok(()) => return,
+            // The worker just retired: start a new one.
+            Err(returned) => returned.0,
+        },
+        None => job,
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let _ = tx.send(job);
+    queues.insert(key.clone(), tx);
+    drop(queues);
+    gw.tasks.spawn(chat_worker(gw.clone(), key, rx));
+}
+
+async fn chat_worker(gw: Arc<Gateway>, key: String, mut rx: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+    loop {
+        let next = tokio::select! {
+            () = gw.shutdown.cancelled() => None,
+            next = tokio::time::timeout(CHAT_IDLE, rx.recv()) => match next {
+                Ok(job) => job,
+                Err(_) => {
+                    // Idle: retire, unless a message slipped in meanwhile.
+                    let mut queues = gw.channels.queues();
+                    if rx.is_empty() {
+                        queues.remove(&key);
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let Some(job) = next else {
+            gw.channels.queues().remove(&key);
+            return;
+        };
+        handle(gw.clone(), job.channel, job.default_role, job.msg, job.out).await;
+    }
+}
+
+/// Handles one inbound message to the end (see `submit`, which keeps a chat in order).
 pub async fn handle(
     gw: Arc<Gateway>,
     channel: &'static str,

@@ -222,7 +222,7 @@ async fn run(gw: Arc<Gateway>, bots: Bots, default_role: String) {
             let UpdateKind::Message(msg) = update.kind else { continue };
             let Some(inbound) = inbound(&msg, &me) else { continue };
             tracing::debug!(channel = NAME, chat = %inbound.to.chat_id, private = inbound.private, "message");
-            gw.tasks.spawn(pipeline::handle(gw.clone(), NAME, default_role.clone(), inbound, out.clone()));
+            pipeline::submit(&gw, NAME, default_role.clone(), inbound, out.clone());
         }
     }
     // Confirms what was handed over since the last poll, so a restart starts after it.

@@ -163,6 +163,18 @@ impl FakeTelegram {
         id
     }
 
+    /// Queues an update of another kind (`edited_message`, `channel_post`, ...).
+    pub fn push_update(&self, kind: &str, mut message: Value) {
+        let mut st = self.state.lock().unwrap();
+        message["message_id"] = json!(st.next_message_id);
+        st.next_message_id += 1;
+        message["date"] = json!(now_secs());
+        message["edit_date"] = json!(now_secs());
+        let update_id = st.next_update_id;
+        st.next_update_id += 1;
+        st.updates.push_back(json!({"update_id": update_id, kind: message}));
+    }
+
     /// A private text message from `user` (see [`user`]).
     pub fn push_private(&self, user: &Value, text: &str) -> i64 {
         let chat = json!({"id": user["id"], "type": "private", "first_name": user["first_name"], "username": user["username"]});
