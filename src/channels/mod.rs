@@ -6,6 +6,8 @@
 
 #![allow(dead_code, reason = "the Telegram and Discord adapters that feed the pipeline land next")]
 
+#[cfg(feature = "discord")]
+mod discord;
 pub mod pipeline;
 pub mod send_tool;
 pub mod split;
@@ -24,6 +26,8 @@ use crate::users::Sender;
 /// Starts the adapters whose tokens are configured, each in its own task after the
 /// listener is up; a failing one reports its state and never stops the gateway.
 pub fn start(gw: &Arc<Gateway>) {
+    #[cfg(feature = "discord")]
+    discord::start(gw);
     let _ = gw;
 }
 
