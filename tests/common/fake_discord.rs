@@ -245,7 +245,8 @@ impl FakeDiscord {
                 "channel": {"id": channel_id, "type": 1, "last_message_id": null, "flags": 0,
                             "recipients": [author.clone()]},
                 "user": author, "locale": "en-US", "app_permissions": "562949953421311",
-                "entitlements": [], "authorizing_integration_owners": {"1": "0"}, "context": 1,
+                // A guild-installed bot used in its DM: the guild install's id is "0".
+                "entitlements": [], "authorizing_integration_owners": {"0": "0"}, "context": 1,
                 "attachment_size_limit": 10485760,
                 "data": {"id": "930000000000000001", "name": name, "type": 1, "options": options},
             }),

@@ -2,11 +2,11 @@
 //! reply to it), threads (each its own conversation), the typing indicator, answers split
 //! to 2,000 characters, and the slash commands `/link`, `/new` and `/model`.
 //!
-//! Health: the token is checked over REST before the gateway connects (a refused token is
-//! "failed", said once, and the rest of Skynet runs on); serenity resumes a dropped
-//! gateway connection itself, or identifies again every 5 s as Discord requires, and is
-//! reported "reconnecting" meanwhile; anything that ends the client is retried with
-//! backoff (1 s doubling to 60 s).
+//! Health: the token is checked over REST before the gateway connects (a refused token,
+//! over REST or at the gateway's Identify, is "failed", said once, and the rest of Skynet
+//! runs on); serenity resumes a dropped gateway connection itself, or identifies again
+//! every 5 s (Discord's pace for identifying), reported as "reconnecting" meanwhile;
+//! anything that ends the client is retried with backoff (1 s doubling to 60 s).
 
 mod out;
 mod translate;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serenity::all::{
     Command, CommandOptionType, ConnectionStage, Context, CreateCommand, CreateCommandOption,
     CreateInteractionResponse, CreateInteractionResponseMessage, EventHandler, GatewayError, GatewayIntents,
-    Interaction, Message, Ready, ResumedEvent, ShardStageUpdateEvent, UserId,
+    Interaction, Message, Ready, ShardManager, UserId,
 };
 use serenity::client::ClientBuilder;
 use serenity::http::{Http, HttpBuilder};
@@ -50,11 +50,14 @@ pub fn start(gw: &Arc<Gateway>) {
     tokio::spawn(run(gw.clone()));
 }
 
-/// The REST client: Discord's API, or whatever `proxy_url` names in its place.
+/// The REST client: Discord's API, or the API proxy `proxy_url` names in its place.
+/// serenity sends every REST call to that base URL instead of `https://discord.com` (it
+/// is not an HTTP CONNECT proxy), and its own rate limiter, which would bypass the proxy,
+/// is off: the proxy is expected to keep Discord's rate limits, as twilight-http-proxy does.
 fn http(cfg: &DiscordConfig) -> Http {
     let mut b = HttpBuilder::new(cfg.token.expose().trim());
     if !cfg.proxy_url.trim().is_empty() {
-        b = b.proxy(cfg.proxy_url.trim());
+        b = b.proxy(cfg.proxy_url.trim()).ratelimiter_disabled(true);
     }
     b.build()
 }
@@ -83,6 +86,20 @@ impl Backoff {
     }
 }
 
+/// The error with its causes ("Error while sending HTTP request" alone says little).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text.push_str(&format!(": {s_text}"));
+        }
+        source = s.source();
+    }
+    text
+}
+
 fn unauthorized(e: &serenity::Error) -> bool {
     matches!(e, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) if r.status_code.as_u16() == 401)
 }
@@ -99,10 +116,10 @@ async fn run(gw: Arc<Gateway>) {
     // Checks the token, and learns the bot's own id before any message can arrive.
     let bot = loop {
         match rest.get_current_user().await {
-            Ok(me) => break me.id,
+            Ok(me) => break me,
             Err(e) if unauthorized(&e) => return fail(&gw, TOKEN_REFUSED),
             Err(e) => {
-                let why = format!("cannot reach Discord ({e}); retrying");
+                let why = format!("cannot reach Discord ({}); retrying", chain(&e));
                 tracing::warn!(channel = CHANNEL, "{why}");
                 gw.channels.set_state(CHANNEL, "reconnecting", Some(why));
                 if !pause(&gw, backoff.next()).await {
@@ -113,7 +130,15 @@ async fn run(gw: Arc<Gateway>) {
     };
     let out: Arc<dyn ChannelOut> = Arc::new(DiscordOut { http: rest });
     gw.channels.register(CHANNEL, out.clone());
-    let handler = Arc::new(Handler { gw: gw.clone(), out, bot, cfg: cfg.clone(), registered: AtomicBool::new(false) });
+    let handler = Arc::new(Handler {
+        gw: gw.clone(),
+        out,
+        bot: bot.id,
+        bot_name: bot.name.clone(),
+        cfg: cfg.clone(),
+        registered: AtomicBool::new(false),
+        up: AtomicBool::new(false),
+    });
     loop {
         let started = Instant::now();
         let why = match connect(&gw, &cfg, handler.clone()).await {
@@ -141,23 +166,40 @@ enum Ended {
 
 /// Runs one serenity client until it gives up, or the gateway shuts down.
 async fn connect(gw: &Gateway, cfg: &DiscordConfig, handler: Arc<Handler>) -> Ended {
-    let mut client = match ClientBuilder::new_with_http(http(cfg), INTENTS).event_handler_arc(handler).await {
+    let mut client = match ClientBuilder::new_with_http(http(cfg), INTENTS).event_handler_arc(handler.clone()).await {
         Ok(c) => c,
-        Err(e) => return Ended::Lost(e.to_string()),
+        Err(e) => return Ended::Lost(chain(&e)),
     };
     let shards = client.shard_manager.clone();
     tokio::select! {
+        () = watch(&handler, &shards) => Ended::Lost("the gateway connection ended".into()),
         ended = client.start() => match ended {
             Err(serenity::Error::Gateway(GatewayError::InvalidAuthentication)) => Ended::Fatal(TOKEN_REFUSED),
             Err(serenity::Error::Gateway(GatewayError::DisallowedGatewayIntents | GatewayError::InvalidGatewayIntents)) => {
                 Ended::Fatal(INTENTS_REFUSED)
             }
-            Err(e) => Ended::Lost(e.to_string()),
+            Err(e) => Ended::Lost(chain(&e)),
             Ok(()) => Ended::Lost("the gateway connection ended".into()),
         },
         () = gw.shutdown.cancelled() => {
             shards.shutdown_all().await;
             Ended::Shutdown
+        }
+    }
+}
+
+/// Reports the connection's state as serenity sees it: a dropped connection shows as
+/// "reconnecting" while serenity resumes it or identifies again, "connected" once it is
+/// back. (Polled: serenity has no event for every way a connection drops.)
+async fn watch(handler: &Handler, shards: &ShardManager) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let up = shards.runners.lock().await.values().any(|r| r.stage == ConnectionStage::Connected);
+        if up && !handler.up.swap(true, Ordering::SeqCst) {
+            handler.gw.channels.set_state(CHANNEL, "connected", Some(handler.logged_in()));
+        } else if !up && handler.up.swap(false, Ordering::SeqCst) {
+            tracing::warn!(channel = CHANNEL, "Discord connection lost; reconnecting");
+            handler.gw.channels.set_state(CHANNEL, "reconnecting", Some("connection lost; reconnecting".into()));
         }
     }
 }
@@ -178,38 +220,35 @@ fn commands() -> Vec<CreateCommand> {
     ]
 }
 
+impl Handler {
+    fn logged_in(&self) -> String {
+        format!("logged in as {}", self.bot_name)
+    }
+}
+
 struct Handler {
     gw: Arc<Gateway>,
     out: Arc<dyn ChannelOut>,
     bot: UserId,
+    bot_name: String,
     cfg: DiscordConfig,
     /// Slash commands are registered once per start, not at every reconnect.
     registered: AtomicBool,
+    /// Whether the state shown is "connected".
+    up: AtomicBool,
 }
 
 #[serenity::async_trait]
 impl EventHandler for Handler {
     async fn ready(&self, ctx: Context, ready: Ready) {
         tracing::info!(channel = CHANNEL, bot = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
-        self.gw.channels.set_state(CHANNEL, "connected", Some(format!("logged in as {}", ready.user.name)));
+        self.up.store(true, Ordering::SeqCst);
+        self.gw.channels.set_state(CHANNEL, "connected", Some(self.logged_in()));
         if !self.registered.swap(true, Ordering::SeqCst)
             && let Err(e) = Command::set_global_commands(&ctx.http, commands()).await
         {
             self.registered.store(false, Ordering::SeqCst);
             tracing::warn!(channel = CHANNEL, error = %e, "cannot register the slash commands; text commands still work");
-        }
-    }
-
-    async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
-        self.gw.channels.set_state(CHANNEL, "connected", None);
-    }
-
-    async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
-        if event.new == ConnectionStage::Connected {
-            self.gw.channels.set_state(CHANNEL, "connected", None);
-        } else if event.old == ConnectionStage::Connected {
-            tracing::warn!(channel = CHANNEL, "Discord connection lost; reconnecting");
-            self.gw.channels.set_state(CHANNEL, "reconnecting", Some("connection lost; reconnecting".into()));
         }
     }
 
