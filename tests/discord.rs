@@ -191,16 +191,23 @@ fn slash_commands_are_registered_at_ready_and_answered_through_the_interaction_c
 #[test]
 fn a_refused_token_fails_the_channel_with_a_clear_message_and_the_gateway_runs_on() {
     let model = FakeAnthropic::start();
-    // Refused over REST at start-up, and (with REST letting it through) at Identify: 4004.
+    // Refused over REST at start-up; refused at Identify (4004) when REST lets it through;
+    // and not even shaped like a token.
     let rest_refuses = FakeDiscord::start(BOT_TOKEN);
     let identify_refuses = FakeDiscord::start_with(BOT_TOKEN, true);
+    let wrong = "MTk4NjIy.Cl2FMQ.not-the-token";
+    let cases = [
+        (&rest_refuses, wrong, "Discord refused the bot token"),
+        (&identify_refuses, wrong, "Discord refused the bot token"),
+        (&rest_refuses, "no dots at all", "is not a Discord bot token"),
+    ];
     let tmp = tempfile::tempdir().unwrap();
-    for (i, discord) in [rest_refuses, identify_refuses].iter().enumerate() {
-        let g = start(&tmp.path().join(format!("home{i}")), discord, &model, "not-the-token", &[]);
+    for (i, (discord, token, says)) in cases.into_iter().enumerate() {
+        let g = start(&tmp.path().join(format!("home{i}")), discord, &model, token, &[]);
         let h = wait_state(&g, "failed", 30);
         let detail = h["detail"].as_str().unwrap();
         assert!(
-            detail.contains("refused the bot token")
+            detail.contains(says)
                 && detail.contains("[channels.discord] token")
                 && detail.contains("SKYNET_CHANNELS__DISCORD__TOKEN"),
             "{detail}"
@@ -208,9 +215,10 @@ fn a_refused_token_fails_the_channel_with_a_clear_message_and_the_gateway_runs_o
         let (status, body) = g.get("/health");
         assert!(status == 200 && body.contains("\"ok\":true"), "the gateway runs on: {body}");
         std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(g.stderr().matches("Discord refused the bot token").count(), 1, "said once:\n{}", g.stderr());
+        assert_eq!(g.stderr().matches(says).count(), 1, "said once:\n{}", g.stderr());
         assert_eq!(discord_health(&g)["state"], "failed", "and not retried");
     }
+    assert_eq!(identify_refuses.identifies().len(), 1, "one Identify, no retries");
 }
 
 #[test]

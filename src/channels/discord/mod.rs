@@ -38,6 +38,10 @@ const TOKEN_REFUSED: &str = "Discord refused the bot token. Copy the token of yo
      Applications > your app > Bot > Reset Token) into [channels.discord] token in skynet.toml or into \
      SKYNET_CHANNELS__DISCORD__TOKEN, then restart the gateway.";
 
+const NOT_A_TOKEN: &str = "[channels.discord] token (or SKYNET_CHANNELS__DISCORD__TOKEN) is not a Discord bot \
+     token: copy it again from the Discord Developer Portal > Applications > your app > Bot > Reset Token \
+     (three parts separated by dots), then restart the gateway.";
+
 const INTENTS_REFUSED: &str = "Discord refused the bot's intents: turn on \"Message Content Intent\" under Bot > \
      Privileged Gateway Intents in the Discord Developer Portal, then restart the gateway.";
 
@@ -111,15 +115,19 @@ async fn run(gw: Arc<Gateway>) {
     {
         return fail(&gw, &format!("[channels.discord] default_role: {e}."));
     }
+    if serenity::utils::validate_token(cfg.token.expose().trim()).is_err() {
+        return fail(&gw, NOT_A_TOKEN);
+    }
     let rest = Arc::new(http(&cfg));
     let mut backoff = Backoff(0);
     // Checks the token, and learns the bot's own id before any message can arrive.
     let bot = loop {
-        match rest.get_current_user().await {
+        match out::within(rest.get_current_user()).await {
             Ok(me) => break me,
-            Err(e) if unauthorized(&e) => return fail(&gw, TOKEN_REFUSED),
+            Err(Some(e)) if unauthorized(&e) => return fail(&gw, TOKEN_REFUSED),
             Err(e) => {
-                let why = format!("cannot reach Discord ({}); retrying", chain(&e));
+                let e = e.map_or_else(|| "no answer within 30 s".into(), |e| chain(&e));
+                let why = format!("cannot reach Discord ({e}); retrying");
                 tracing::warn!(channel = CHANNEL, "{why}");
                 gw.channels.set_state(CHANNEL, "reconnecting", Some(why));
                 if !pause(&gw, backoff.next()).await {
@@ -245,9 +253,10 @@ impl EventHandler for Handler {
         self.up.store(true, Ordering::SeqCst);
         self.gw.channels.set_state(CHANNEL, "connected", Some(self.logged_in()));
         if !self.registered.swap(true, Ordering::SeqCst)
-            && let Err(e) = Command::set_global_commands(&ctx.http, commands()).await
+            && let Err(e) = out::within(Command::set_global_commands(&ctx.http, commands())).await
         {
             self.registered.store(false, Ordering::SeqCst);
+            let e = out::error_text(e);
             tracing::warn!(channel = CHANNEL, error = %e, "cannot register the slash commands; text commands still work");
         }
     }
@@ -268,8 +277,8 @@ impl EventHandler for Handler {
         let reply = split::split(&reply, MAX_LEN).into_iter().next().unwrap_or_default();
         // Only the person who ran it sees the answer: a link result is nobody else's business.
         let msg = CreateInteractionResponseMessage::new().content(reply).ephemeral(true);
-        let sent = cmd.create_response(&ctx.http, CreateInteractionResponse::Message(msg)).await;
-        let error = sent.err().map(|e| e.to_string());
+        let sent = out::within(cmd.create_response(&ctx.http, CreateInteractionResponse::Message(msg))).await;
+        let error = sent.err().map(out::error_text);
         if let Some(e) = &error {
             tracing::warn!(channel = CHANNEL, command = %cmd.data.name, error = %e, "slash command answer failed");
         }

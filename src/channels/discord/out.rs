@@ -2,6 +2,7 @@
 //! indicator, and direct messages to a person by their user id.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serenity::builder::{CreateAllowedMentions, CreateMessage};
@@ -12,6 +13,22 @@ use crate::channels::{ChannelOut, Destination};
 
 /// Discord's limit for a message's content, in characters.
 pub const MAX_LEN: usize = 2000;
+
+/// serenity's HTTP client has no timeout of its own; a call that hangs must not hold an
+/// answer (or the start-up check) forever.
+const REST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a REST call with [`REST_TIMEOUT`]; `Err(None)` when it took too long.
+pub async fn within<T>(call: impl Future<Output = serenity::Result<T>>) -> Result<T, Option<serenity::Error>> {
+    match tokio::time::timeout(REST_TIMEOUT, call).await {
+        Ok(r) => r.map_err(Some),
+        Err(_) => Err(None),
+    }
+}
+
+pub fn error_text(e: Option<serenity::Error>) -> String {
+    e.map_or_else(|| format!("Discord did not answer within {} s", REST_TIMEOUT.as_secs()), |e| e.to_string())
+}
 
 pub struct DiscordOut {
     pub http: Arc<Http>,
@@ -29,7 +46,7 @@ async fn send(http: &Http, channel: ChannelId, reply_to: Option<MessageId>, text
     if let Some(id) = reply_to {
         msg = msg.reference_message((channel, id));
     }
-    channel.send_message(http, msg).await.map(drop).map_err(|e| e.to_string())
+    within(channel.send_message(http, msg)).await.map(drop).map_err(error_text)
 }
 
 impl ChannelOut for DiscordOut {
@@ -50,9 +67,9 @@ impl ChannelOut for DiscordOut {
         let (http, chat) = (self.http.clone(), to.chat_id.clone());
         Box::pin(async move {
             if let Ok(id) = snowflake(&chat)
-                && let Err(e) = ChannelId::new(id).broadcast_typing(&http).await
+                && let Err(e) = within(ChannelId::new(id).broadcast_typing(&http)).await
             {
-                tracing::debug!(channel = "discord", chat, error = %e, "typing indicator failed");
+                tracing::debug!(channel = "discord", chat, error = %error_text(e), "typing indicator failed");
             }
         })
     }
@@ -61,7 +78,9 @@ impl ChannelOut for DiscordOut {
         let (http, user, text) = (self.http.clone(), user_id.to_string(), text.to_string());
         Box::pin(async move {
             let user = UserId::new(snowflake(&user)?);
-            let dm = user.create_dm_channel(&*http).await.map_err(|e| format!("cannot open a DM: {e}"))?;
+            let dm = within(user.create_dm_channel(&*http))
+                .await
+                .map_err(|e| format!("cannot open a DM: {}", error_text(e)))?;
             send(&http, dm.id, None, &text).await
         })
     }

@@ -177,11 +177,22 @@ mod tests {
             "data": {"id": "3001", "name": "link", "type": 1,
                      "options": [{"name": "code", "type": 3, "value": " ABCD-1234 "}]},
         });
-        let cmd: CommandInteraction = serde_json::from_value(v).expect("a command interaction");
+        let cmd: CommandInteraction = serde_json::from_value(v.clone()).expect("a command interaction");
         let i = command_inbound(&cmd);
         assert_eq!(i.text, "/link ABCD-1234");
         assert!(i.private);
         assert_eq!(i.sender.id, "42");
         assert_eq!(i.to.chat_id, "5001");
+
+        // In a guild the person comes as `member.user`, and there is no `user`.
+        let mut v = v;
+        let person = v.as_object_mut().unwrap().remove("user").unwrap();
+        v["guild_id"] = json!("4001");
+        v["member"] = json!({"user": person, "roles": [], "joined_at": "2025-01-01T00:00:00.000000+00:00",
+                             "deaf": false, "mute": false, "flags": 0, "nick": null, "avatar": null});
+        v["data"] = json!({"id": "3002", "name": "model", "type": 1, "options": []});
+        let cmd: CommandInteraction = serde_json::from_value(v).expect("a guild command interaction");
+        let i = command_inbound(&cmd);
+        assert_eq!((i.text.as_str(), i.private, i.sender.id.as_str()), ("/model", false, "42"));
     }
 }
