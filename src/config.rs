@@ -60,12 +60,15 @@ pub struct TelegramConfig {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[allow(dead_code, reason = "read by the Discord adapter, which is a separate issue")]
+#[cfg_attr(not(feature = "discord"), allow(dead_code, reason = "read by the Discord adapter, a cargo feature"))]
 pub struct DiscordConfig {
     /// The bot token from the Discord Developer Portal; empty: no Discord bot.
     pub token: Secret,
-    /// An HTTP proxy for Discord's API; empty: direct.
+    /// A Discord API proxy (such as twilight-http-proxy) that takes the REST calls in place
+    /// of `https://discord.com`, e.g. `http://127.0.0.1:3000`; not an HTTP CONNECT proxy.
+    /// Empty: Discord directly.
     pub proxy_url: String,
+    /// The role of people who first write to the bot; empty: the gateway's default.
     pub default_role: String,
 }
 

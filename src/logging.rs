@@ -9,8 +9,10 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogFormat};
 
 pub fn init(cfg: &LogConfig, flag: Option<LogFormat>) {
+    // serenity narrates every shard step at info; its warnings and errors still show.
+    let level = if cfg.level.contains("serenity") { cfg.level.clone() } else { format!("{},serenity=warn", cfg.level) };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

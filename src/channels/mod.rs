@@ -6,6 +6,8 @@
 
 #![cfg_attr(not(feature = "telegram"), allow(dead_code, reason = "no adapter compiled in feeds the pipeline"))]
 
+#[cfg(feature = "discord")]
+mod discord;
 pub mod pipeline;
 pub mod send_tool;
 pub mod split;
@@ -26,6 +28,8 @@ use crate::users::Sender;
 /// Starts the adapters whose tokens are configured, each in its own task after the
 /// listener is up; a failing one reports its state and never stops the gateway.
 pub fn start(gw: &Arc<Gateway>) {
+    #[cfg(feature = "discord")]
+    discord::start(gw);
     let _ = gw;
     #[cfg(feature = "telegram")]
     telegram::start(gw);

@@ -89,8 +89,7 @@ pub async fn handle(
     out: Arc<dyn ChannelOut>,
 ) {
     gw.channels.count(channel, true, None);
-    let role_setting = if default_role.is_empty() { gw.config.users.default_role.clone() } else { default_role };
-    let default_role = parse_default_role(&role_setting).unwrap_or(None);
+    let default_role = role_for_strangers(&gw, &default_role);
     let text = msg.text.trim();
     if let Some(reply) = command(&gw, channel, &msg, text, default_role).await {
         deliver(&gw, channel, &out, &msg.to, &reply).await;
@@ -140,6 +139,19 @@ pub async fn handle(
         None => "Sorry, the answer got lost; please send it again.".to_string(),
     };
     deliver(&gw, channel, &out, &msg.to, &reply).await;
+}
+
+/// The answer to a `/command` without delivering it, for platforms whose commands answer
+/// in a reply of their own (Discord's slash commands); `None` when the text is not one.
+pub async fn command_reply(gw: &Arc<Gateway>, channel: &str, default_role: &str, msg: &Inbound) -> Option<String> {
+    gw.channels.count(channel, true, None);
+    command(gw, channel, msg, msg.text.trim(), role_for_strangers(gw, default_role)).await
+}
+
+/// The channel's `default_role`, or the gateway's when the channel sets none.
+fn role_for_strangers(gw: &Gateway, channel_setting: &str) -> Option<users::Role> {
+    let setting = if channel_setting.is_empty() { &gw.config.users.default_role } else { channel_setting };
+    parse_default_role(setting).unwrap_or(None)
 }
 
 /// Sends `text` in as many parts as the platform needs, in order.

@@ -6,8 +6,9 @@
 //! exist, `call:NAME` calls the tool NAME (`call:NAME {json}`: with those arguments),
 //! `badjson` sends unparsable tool arguments, `slow` streams 40 pieces 100 ms apart,
 //! `overloaded` fails mid-stream, `garbage` sends a non-JSON data line, `longanswer`
-//! answers [`long_answer`] (10,000 characters); anything else is echoed back as
-//! `Echo: <text>`. After a tool result it answers `Tool said: <result>`.
+//! answers [`long_answer`] (10,000 characters), `discordlong` answers 5,700 characters: prose
+//! around a 3,700-character code fence; anything else is echoed back as `Echo: <text>`.
+//! After a tool result it answers `Tool said: <result>`.
 //! `GET /v1/models` lists `claude-test`, and refuses the key `sk-ant-bad` with
 //! Anthropic's 401 `authentication_error`.
 //!
@@ -76,6 +77,13 @@ impl FakeAnthropic {
     pub fn usage(&self) -> Vec<(u64, u64, u64)> {
         self.state.lock().unwrap().usage.clone()
     }
+}
+
+/// Prose, a long ```rust fence, prose: more than two Discord messages' worth.
+fn discord_long() -> String {
+    let prose = "This paragraph explains the code below in plain words, one sentence after another. ".repeat(12);
+    let code: String = (0..100).map(|i| format!("    let value_{i:03} = compute({i}) + 1;\n")).collect();
+    format!("{prose}\n\n```rust\nfn main() {{\n{code}}}\n```\n\n{prose}")
 }
 
 fn tokens(s: &str) -> u64 {
@@ -281,7 +289,9 @@ async fn messages(State(state): State<Arc<Mutex<Recorded>>>, headers: HeaderMap,
         out.push(sse("message_stop", json!({"type": "message_stop"})));
         out
     };
-    let (events, delay): (Vec<String>, Duration) = if text.contains("loop") {
+    let (events, delay): (Vec<String>, Duration) = if text.contains("discordlong") {
+        (text_reply(&discord_long(), 20), Duration::ZERO)
+    } else if text.contains("loop") {
         (tool("current_time", "{}"), Duration::ZERO)
     } else if let Some(result) = tool_result {
         (text_reply(&format!("Tool said: {result}"), 3), Duration::ZERO)

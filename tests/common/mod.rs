@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub mod fake_anthropic;
+pub mod fake_discord;
 pub mod fake_github;
 pub mod fake_openai;
 pub mod fake_telegram;
