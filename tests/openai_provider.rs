@@ -23,25 +23,6 @@ fn with_fake(fake: &FakeOpenAi) -> Gateway {
     ])
 }
 
-/// Sends with chat.send and collects events until the run's terminal chat event.
-async fn chat(c: &mut Client, key: &str, message: &str, idem: &str) -> (Vec<Value>, Value) {
-    let res = c.call("chat.send", json!({"sessionKey": key, "message": message, "idempotencyKey": idem})).await;
-    assert_eq!(res["payload"], json!({"runId": idem, "status": "started"}), "{res}");
-    let mut events = Vec::new();
-    loop {
-        let ev = match c.next().await {
-            Got::Json(v) if v["type"] == "event" && v["payload"]["runId"] == idem => v,
-            Got::Json(_) => continue,
-            Got::Closed(code, reason) => panic!("closed {code:?} {reason}"),
-        };
-        let terminal = ev["event"] == "chat" && ev["payload"]["state"] != "delta";
-        events.push(ev.clone());
-        if terminal {
-            return (events, ev);
-        }
-    }
-}
-
 fn final_text(fin: &Value) -> &str {
     fin["payload"]["message"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("no text in {fin}"))
 }
@@ -66,7 +47,7 @@ async fn streamed_text_arrives_in_pieces_and_usage_reports_cached_tokens() {
     let fake = FakeOpenAi::start(Some(KEY));
     let g = with_fake(&fake);
     let (mut c, _) = Client::backend(&g, 3).await;
-    let (events, fin) = chat(&mut c, "main", "stream hello there", "s-1").await;
+    let (events, fin) = chat_turn(&mut c, "main", "stream hello there", "s-1").await;
 
     let assistant: Vec<&str> = events
         .iter()
@@ -120,7 +101,7 @@ async fn streamed_text_arrives_in_pieces_and_usage_reports_cached_tokens() {
     assert_eq!(fin["payload"]["usage"], json!({"input": prompt, "output": output, "cacheRead": 0, "cacheWrite": 0}));
 
     // The second turn repeats the first as its prefix: the cached tokens reach the client.
-    let (_, fin) = chat(&mut c, "main", "and once more", "s-2").await;
+    let (_, fin) = chat_turn(&mut c, "main", "and once more", "s-2").await;
     assert_eq!(final_text(&fin), "Echo: and once more");
     let (prompt, cached, output) = fake.usage()[1];
     assert!(cached > 0 && cached < prompt, "{:?}", fake.usage());
@@ -137,7 +118,7 @@ async fn a_tool_call_streamed_in_fragments_is_run_and_answered_with_its_id() {
     let fake = FakeOpenAi::start(Some(KEY));
     let g = with_fake(&fake);
     let (mut c, _) = Client::backend(&g, 3).await;
-    let (events, fin) = chat(&mut c, "tools", "what does the clock say", "t-1").await;
+    let (events, fin) = chat_turn(&mut c, "tools", "what does the clock say", "t-1").await;
     assert_eq!(fin["payload"]["state"], "final", "{fin}");
 
     let tools = tool_events(&events);
@@ -173,7 +154,7 @@ async fn a_tool_call_streamed_in_fragments_is_run_and_answered_with_its_id() {
     assert_eq!(fin["payload"]["usage"]["output"], usage[0].2 + usage[1].2);
 
     // Two calls in one answer (indexes 0 and 1) are both run and both answered.
-    let (events, fin) = chat(&mut c, "tools", "twoclocks please", "t-2").await;
+    let (events, fin) = chat_turn(&mut c, "tools", "twoclocks please", "t-2").await;
     assert_eq!(fin["payload"]["state"], "final", "{fin}");
     let ids: Vec<&str> = tool_events(&events)
         .iter()
@@ -202,7 +183,7 @@ async fn a_429_with_retry_after_is_retried_after_that_long() {
     let fake = FakeOpenAi::start(Some(KEY));
     let g = with_fake(&fake);
     let (mut c, _) = Client::backend(&g, 3).await;
-    let (_, fin) = chat(&mut c, "rl", "ratelimit me", "rl-1").await;
+    let (_, fin) = chat_turn(&mut c, "rl", "ratelimit me", "rl-1").await;
     assert_eq!(fin["payload"]["state"], "final", "{fin}");
     assert_eq!(final_text(&fin), "Echo: ratelimit me");
     let times = fake.times();
@@ -224,7 +205,7 @@ async fn broken_streams_end_the_run_with_an_error_and_the_session_stays_usable()
         ("midstream failure", "mid", "The server had an error while processing your request"),
     ];
     for (msg, id, expected) in cases {
-        let (events, fin) = chat(&mut c, "b", msg, id).await;
+        let (events, fin) = chat_turn(&mut c, "b", msg, id).await;
         assert_eq!(fin["payload"]["state"], "error", "{fin}");
         let error = fin["payload"]["errorMessage"].as_str().unwrap();
         assert!(error.contains(expected) && error.contains("openai"), "{msg}: {error}");
@@ -236,7 +217,7 @@ async fn broken_streams_end_the_run_with_an_error_and_the_session_stays_usable()
         assert!(events.iter().any(|e| e["payload"]["data"]["text"] == "Partial answ"), "{events:?}");
     }
     assert_eq!(fake.requests().len(), 3, "a broken stream is not retried after output began");
-    let (_, fin) = chat(&mut c, "b", "are you still there", "ok").await;
+    let (_, fin) = chat_turn(&mut c, "b", "are you still there", "ok").await;
     assert_eq!(fin["payload"]["state"], "final", "{fin}");
     assert_eq!(final_text(&fin), "Echo: are you still there");
 
@@ -264,7 +245,7 @@ async fn llama_cpp_python_repeated_ids_and_names_make_one_call_with_one_name() {
         ("SKYNET_AGENT__MAX_STEPS", "4"),
     ]);
     let (mut c, _) = Client::backend(&g, 3).await;
-    let (events, fin) = chat(&mut c, "l", "llama, check the clock", "ll-1").await;
+    let (events, fin) = chat_turn(&mut c, "l", "llama, check the clock", "ll-1").await;
     assert_eq!(fin["payload"]["state"], "final", "{fin}");
     let tools = tool_events(&events);
     assert_eq!(tools.len(), 2, "one call, started once: {tools:?}");
@@ -303,7 +284,7 @@ async fn server_errors_before_any_output_fail_over_to_the_next_provider() {
             ("SKYNET_PROVIDERS__BACKUP__API_KEY", "backup-key"),
         ]);
         let (mut c, _) = Client::backend(&g, 3).await;
-        let (_, fin) = chat(&mut c, "fo", "are you there", "fo-1").await;
+        let (_, fin) = chat_turn(&mut c, "fo", "are you there", "fo-1").await;
         assert_eq!(fin["payload"]["state"], "final", "{how:?}: {fin}");
         assert_eq!(final_text(&fin), "Echo: are you there");
         assert_eq!(fin["payload"]["provider"], "backup");
@@ -316,7 +297,7 @@ async fn server_errors_before_any_output_fail_over_to_the_next_provider() {
         assert_eq!(backup.headers()[0]["authorization"], "Bearer backup-key");
         assert!(g.stderr().contains("failing over"), "{}", g.stderr());
         // The failed provider is skipped for a while: the next message goes to the backup.
-        let (_, fin) = chat(&mut c, "fo", "again", "fo-2").await;
+        let (_, fin) = chat_turn(&mut c, "fo", "again", "fo-2").await;
         assert_eq!((fin["payload"]["provider"].as_str(), final_text(&fin)), (Some("backup"), "Echo: again"));
         assert_eq!(dead.requests().len(), expected_attempts);
         let h = history(&mut c, "fo").await;
