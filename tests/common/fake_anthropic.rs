@@ -49,21 +49,11 @@ impl FakeAnthropic {
     /// Starts the server on a runtime of its own thread, so blocking tests can use it too.
     pub fn start() -> FakeAnthropic {
         let state = Arc::new(Mutex::new(Recorded::default()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let st = state.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = Router::new()
-                    .route("/v1/messages", post(messages))
-                    .route("/v1/models", axum::routing::get(models))
-                    .with_state(st);
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        FakeAnthropic { addr: rx.recv().unwrap(), state }
+        let app = Router::new()
+            .route("/v1/messages", post(messages))
+            .route("/v1/models", axum::routing::get(models))
+            .with_state(state.clone());
+        FakeAnthropic { addr: super::serve_on_thread(app), state }
     }
 
     pub fn base_url(&self) -> String {

@@ -49,17 +49,8 @@ impl FakeGitHub {
             files: Vec::new(),
             truncated: None,
         }));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let st = state.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                axum::serve(listener, Router::new().fallback(handle).with_state(st)).await.unwrap();
-            });
-        });
-        FakeGitHub { addr: rx.recv().unwrap(), state }
+        let addr = super::serve_on_thread(Router::new().fallback(handle).with_state(state.clone()));
+        FakeGitHub { addr, state }
     }
 
     /// For `[update] api_url`.

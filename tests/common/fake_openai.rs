@@ -88,21 +88,11 @@ impl FakeOpenAi {
     /// Runs the server on a runtime of its own thread, so blocking tests can use it too.
     fn spawn(key: Option<&str>, down: Option<Down>) -> FakeOpenAi {
         let setup = Arc::new(Setup { key: key.map(str::to_string), down, state: Mutex::default() });
-        let (tx, rx) = std::sync::mpsc::channel();
-        let st = setup.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = Router::new()
-                    .route("/v1/chat/completions", post(completions))
-                    .route("/v1/models", get(models))
-                    .with_state(st);
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        FakeOpenAi { addr: rx.recv().unwrap(), setup }
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .route("/v1/models", get(models))
+            .with_state(setup.clone());
+        FakeOpenAi { addr: super::serve_on_thread(app), setup }
     }
 
     /// With `/v1`, as the OpenAI SDKs take it.

@@ -352,3 +352,18 @@ pub fn spawn_retrying(cmd: &mut Command) -> std::process::Child {
     }
     panic!("{:?} stayed busy (ETXTBSY)", cmd.get_program())
 }
+
+/// Serves `app` on a free loopback port from a runtime on a thread of its own (so blocking
+/// tests can use the fake too); returns the address once it listens.
+pub fn serve_on_thread(app: axum::Router) -> std::net::SocketAddr {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
