@@ -322,12 +322,7 @@ impl Config {
             update: UpdateConfig,
         }
         let mut layers = Layers::new();
-        let path = Self::file_path(home);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => layers.add_file(&path, text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ConfigError::Read { path, source }),
-        }
+        layers.add_home_file(home)?;
         layers.add_env(std::env::vars());
         let update = layers.deserialize::<UpdateOnly>()?.update;
         update.check().map_err(|(key, message, hint)| ConfigError::Invalid {
@@ -345,12 +340,7 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         let mut layers = Layers::new();
-        let path = Self::file_path(home);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => layers.add_file(&path, text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ConfigError::Read { path, source }),
-        }
+        layers.add_home_file(home)?;
         // Each layer must be valid on its own: a bad value is an error even when a
         // higher layer happens to override it.
         layers.deserialize::<Config>()?;
@@ -443,6 +433,16 @@ impl Layers {
     fn new() -> Self {
         let merged = DEFAULT_TOML.parse::<Table>().expect("embedded defaults/skynet.toml is valid TOML");
         Layers { merged, file: None, origins: BTreeMap::new() }
+    }
+
+    /// `$SKYNET_HOME/skynet.toml`, when it exists.
+    fn add_home_file(&mut self, home: &Path) -> Result<(), ConfigError> {
+        let path = Config::file_path(home);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => self.add_file(&path, text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
     }
 
     fn add_file(&mut self, path: &Path, text: String) -> Result<(), ConfigError> {
