@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::auth::tokens_match;
-use super::runs::{self, RunEnd, Started};
+use super::runs::{self, RunEnd, Started, wait_end};
 use super::{Gateway, now_ms};
 use crate::agent::types::{Block, Message, Role, StopReason};
 use crate::agent::{AgentEvent, Outcome, RunRequest, Status};
@@ -225,15 +225,6 @@ impl Drop for AbortOnDrop {
         if self.armed && !self.gw.runs.abort(&self.session_key, Some(&self.run_id)).is_empty() {
             tracing::info!(run = %self.run_id, "/v1 client went away; run aborted");
         }
-    }
-}
-
-async fn wait_end(done: &mut watch::Receiver<Option<RunEnd>>) -> Option<RunEnd> {
-    loop {
-        if let Some(end) = done.borrow_and_update().clone() {
-            return Some(end);
-        }
-        done.changed().await.ok()?;
     }
 }
 

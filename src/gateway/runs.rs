@@ -130,6 +130,11 @@ pub async fn run_to_end(gw: &Arc<Gateway>, req: RunRequest) -> Option<RunEnd> {
         Started::New(rx) | Started::InFlight(rx) => rx,
         Started::Finished(end) => return Some(*end),
     };
+    wait_end(&mut done).await
+}
+
+/// The run's end, once it comes; `None` if the run went away without one.
+pub async fn wait_end(done: &mut watch::Receiver<Option<RunEnd>>) -> Option<RunEnd> {
     loop {
         if let Some(end) = done.borrow_and_update().clone() {
             return Some(end);

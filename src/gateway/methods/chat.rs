@@ -182,13 +182,8 @@ pub async fn agent(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
     };
     let accepted = json!({"runId": run_id, "status": "accepted", "acceptedAt": now_ms()});
     let _ = ctx.conn.tx.send(Outbound::Frame(protocol::ok_frame(&ctx.req_id, &accepted))).await;
-    let end = loop {
-        if let Some(end) = done.borrow_and_update().clone() {
-            break end;
-        }
-        if done.changed().await.is_err() {
-            return Err(RpcError::unavailable("the run ended without a result"));
-        }
+    let Some(end) = runs::wait_end(&mut done).await else {
+        return Err(RpcError::unavailable("the run ended without a result"));
     };
     agent_result(&run_id, &end)
 }
@@ -207,17 +202,7 @@ pub async fn wait(ctx: Ctx, params: Option<Value>) -> Result<Value, RpcError> {
         return Err(RpcError::invalid(format!("unknown run: {}", p.run_id)));
     };
     let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000).min(600_000));
-    let waited = tokio::time::timeout(timeout, async {
-        loop {
-            if let Some(end) = done.borrow_and_update().clone() {
-                return Some(end);
-            }
-            if done.changed().await.is_err() {
-                return None;
-            }
-        }
-    })
-    .await;
+    let waited = tokio::time::timeout(timeout, runs::wait_end(&mut done)).await;
     Ok(match waited {
         Ok(Some(end)) => {
             let status = match end.outcome.status {
